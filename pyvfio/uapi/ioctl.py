@@ -12,7 +12,6 @@ VFIO command yields a number the kernel does not know (``ENOTTY``).
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 _IOC_NRBITS = 8
@@ -116,8 +115,7 @@ def ioc_decode(request: int) -> IocFields:
     )
 
 
-@dataclass(frozen=True)
-class IoctlDef:
+class IoctlDef(NamedTuple):
     """One command of a UAPI header, with what a reader needs to use it.
 
     VFIO reuses request numbers across descriptor kinds (``VFIO_BASE + 12`` is a

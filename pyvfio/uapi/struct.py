@@ -13,7 +13,7 @@ whole allocation, which is exactly what ``argsz``/``size`` must say.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "Struct", "Union", "alloc_flex", "flex_array", "flex_field", "struct_bytes",
@@ -50,7 +50,7 @@ def _field_repr(value: Any) -> str:
 class _ReprMixin:
     """A repr listing every field by name, so a struct printed in a test failure or a log says what it holds."""
 
-    _fields_: Any
+    _fields_: ClassVar[Any]
 
     def __repr__(self) -> str:
         parts = []
@@ -74,7 +74,7 @@ _S = TypeVar("_S", bound=ctypes.Structure)
 def flex_field(cls: type[ctypes.Structure]) -> tuple[str, Any]:
     """Name and element type of the struct's flexible array: its last field, declared with length 0."""
     name, ctype = cls._fields_[-1][0], cls._fields_[-1][1]
-    if not (isinstance(ctype, type) and issubclass(ctype, ctypes.Array) and ctype._length_ == 0):
+    if not (isinstance(ctype, type) and issubclass(ctype, ctypes.Array) and getattr(ctype, "_length_") == 0):
         raise TypeError(f"struct {cls.__name__} has no flexible array member")
     return name, ctype._type_
 

@@ -1,0 +1,1 @@
+"""Package marker for the generated stubs (see tools/gen_stubs.py)."""

@@ -1,8 +1,128 @@
-"""Test-wide setup: make the tests folder importable for its small shared helpers."""
+"""Test-wide setup: make the tests folder importable for its small shared helpers.
+
+Kernel-parametrised fixtures: ``kernel`` is the simulated kernel (``pyvfio.sim.Kernel()``, a fresh
+machine per test) by default and the running Linux (``pyvfio.kernel.Linux()``) when
+``PYVFIO_KERNEL=real`` -- which the VM lane sets inside its QEMU guest (``python3 -m tests.vm``).  ``edu``
+is QEMU's edu DMA device on that kernel: plugged into the simulated machine, or found in sysfs bound to
+vfio-pci.  A test written against these two fixtures and the syscall surface runs unchanged on both.
+
+Markers: ``realkernel`` (only meaningful on a real kernel: skipped on the simulated one) and ``vm`` (boots
+the VM lane from the host: deselected unless ``-m`` names it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
 import sys
 from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+EDU_VENDOR, EDU_DEVICE = 0x1234, 0x11E8
+
+
+def real_kernel_requested() -> bool:
+    """True when the tests should run on the running Linux (``PYVFIO_KERNEL=real``)."""
+    return os.environ.get("PYVFIO_KERNEL", "sim").lower() in ("real", "linux")
+
+
+def real_vfio_missing() -> Optional[str]:
+    """Why the running kernel cannot serve the real-kernel tests, or None when it can."""
+    if not os.path.exists("/dev/vfio/vfio"):
+        return ("PYVFIO_KERNEL=real but this machine has no /dev/vfio/vfio: run the real-kernel tests in the "
+                "VM lane (python3 -m tests.vm)")
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # the VM lane boots a guest: run it only when asked for by marker expression (-m vm)
+    markexpr = config.getoption("markexpr", "") or ""
+    if "vm" not in re.findall(r"[\w-]+", markexpr):
+        deselected = [i for i in items if i.get_closest_marker("vm") is not None]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [i for i in items if i.get_closest_marker("vm") is None]
+    real = real_kernel_requested()
+    missing = real_vfio_missing() if real else None
+    for item in items:
+        if item.get_closest_marker("realkernel") is not None and not real:
+            item.add_marker(pytest.mark.skip(
+                reason="needs a real VFIO kernel: runs in the VM lane (python3 -m tests.vm, PYVFIO_KERNEL=real)"))
+        elif missing and (_uses_kernel_fixture(item) or item.get_closest_marker("realkernel") is not None):
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+def _uses_kernel_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` gets ``kernel`` or ``edu`` from this file (a test module may define its own)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for name in ("kernel", "edu"):
+        defs = info.name2fixturedefs.get(name, ())
+        if defs and getattr(defs[-1].func, "__module__", None) == __name__:
+            return True
+    return False
+
+
+@pytest.fixture
+def kernel() -> Iterator[Any]:
+    """The kernel under test: ``pyvfio.sim.Kernel()`` by default, ``pyvfio.kernel.Linux()`` with PYVFIO_KERNEL=real."""
+    if real_kernel_requested():
+        missing = real_vfio_missing()
+        if missing:
+            pytest.skip(missing)
+        from pyvfio.kernel import Linux
+
+        yield Linux()
+        return
+    from pyvfio.sim import Kernel
+
+    yield Kernel()
+
+
+@dataclasses.dataclass(frozen=True)
+class EduDevice:
+    """Where QEMU's edu device (1234:11e8) is, as a VFIO user sees it."""
+
+    address: str  # PCI address, the name VFIO_GROUP_GET_DEVICE_FD takes
+    group: int  # IOMMU group: /dev/vfio/<group>
+    cdev: Optional[str]  # /dev/vfio/devices/vfioN, None without VFIO_DEVICE_CDEV
+
+
+def find_real_edu() -> Optional[EduDevice]:
+    """The first edu device bound to vfio-pci, from sysfs."""
+    root = Path("/sys/bus/pci/devices")
+    if not root.is_dir():
+        return None
+    for dev in sorted(root.iterdir()):
+        try:
+            ids = (int((dev / "vendor").read_text(), 16), int((dev / "device").read_text(), 16))
+            driver = os.path.basename(os.readlink(dev / "driver")) if (dev / "driver").exists() else ""
+        except (OSError, ValueError):
+            continue
+        if ids != (EDU_VENDOR, EDU_DEVICE) or driver != "vfio-pci":
+            continue
+        group = int(os.path.basename(os.readlink(dev / "iommu_group")))
+        cdevs = sorted((dev / "vfio-dev").glob("vfio*")) if (dev / "vfio-dev").is_dir() else []
+        cdev = f"/dev/vfio/devices/{cdevs[0].name}" if cdevs else None
+        return EduDevice(address=dev.name, group=group,
+                         cdev=cdev if cdev is not None and os.path.exists(cdev) else None)
+    return None
+
+
+@pytest.fixture
+def edu(kernel: Any) -> EduDevice:
+    """QEMU's edu device on ``kernel``: plugged into the simulated machine, or found bound to vfio-pci."""
+    if real_kernel_requested():
+        found = find_real_edu()
+        if found is None:
+            pytest.skip("no edu device (1234:11e8) bound to vfio-pci on this machine: the VM lane binds one "
+                        "(QEMU -device edu)")
+        return found
+    dev = kernel.add_device("edu")
+    return EduDevice(address=dev.address, group=int(dev.group_id), cdev=dev.cdev)

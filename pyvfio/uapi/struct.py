@@ -16,7 +16,8 @@ import ctypes
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
-    "Struct", "Union", "alloc_flex", "flex_array", "flex_field", "struct_bytes",
+    "Struct", "Union", "alloc_flex", "flex_array", "flex_field", "struct_bytes", "offsetof", "offsetofend",
+    "sizeof_field",
     "u8", "u16", "u32", "u64", "s32", "s64", "aligned_u64", "c_char",
 ]
 
@@ -118,6 +119,21 @@ def flex_array(obj: ctypes.Structure, n: int | None = None) -> Any:
     if n > room:
         raise ValueError(f"{cls.__name__} holds {room} trailing elements, not {n}")
     return (elem * n).from_buffer(obj, offset)
+
+
+def offsetof(cls: type[ctypes.Structure] | type[ctypes.Union], field: str) -> int:
+    """C's ``offsetof``: where ``field`` starts (members of anonymous unions included)."""
+    return int(getattr(cls, field).offset)
+
+
+def sizeof_field(cls: type[ctypes.Structure] | type[ctypes.Union], field: str) -> int:
+    """``sizeof(((struct S *)0)->field)``."""
+    return int(getattr(cls, field).size)
+
+
+def offsetofend(cls: type[ctypes.Structure] | type[ctypes.Union], field: str) -> int:
+    """The kernel's ``offsetofend``: the first byte after ``field``, the usual ``minsz`` of an ioctl."""
+    return offsetof(cls, field) + sizeof_field(cls, field)
 
 
 def struct_bytes(obj: ctypes._CData) -> bytes:

@@ -760,13 +760,15 @@ class VfioIommu:
     # -- device DMA through the domain ----------------------------------------------------------------------
     def _translate(self, iova: int, length: int, need: int) -> list[tuple[VfioDma, int, int]]:
         """Split ``[iova, iova + length)`` into (mapping, offset, n) pieces; EFAULT unmapped, EPERM no permission."""
+        dma = self.dma_list.value_at(iova)
+        if dma is not None and dma.prot & need and iova + length <= dma.iova + dma.size:
+            return [(dma, iova - dma.iova, length)]  # the usual case: one mapping holds the whole access
         pieces: list[tuple[VfioDma, int, int]] = []
         cur, end = iova, iova + length
         while cur < end:
-            hit = self.dma_list.find(cur)
-            if hit is None:
+            dma = self.dma_list.value_at(cur)
+            if dma is None:
                 raise KernelError(EFAULT, f"IOMMU fault: iova {cur:#x} is not mapped")
-            dma = hit[2]
             if not dma.prot & need:
                 what = "write to" if need == IOMMU_WRITE else "read from"
                 raise KernelError(EPERM, f"IOMMU fault: DMA {what} iova {cur:#x}, mapped without "

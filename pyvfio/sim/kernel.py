@@ -59,6 +59,7 @@ class Kernel:
         self.vfio = Vfio()
         self._files: dict[tuple[int, int], File] = {}
         self._refs: dict[tuple[int, int], int] = {}
+        self._handed_out: set[int] = set()  # descriptor numbers given to the caller, not yet closed by it
         self._lock = threading.RLock()
         self.task = _InProcessTask(self)
 
@@ -93,7 +94,12 @@ class Kernel:
         assert key is not None
         self._files[key] = file
         self._refs[key] = 1
+        self._handed_out.add(fd)
         return fd
+
+    def descriptors(self) -> set[int]:
+        """Descriptor numbers this kernel gave the caller (open, GET_DEVICE_FD, data_fd...) and not yet closed."""
+        return set(self._handed_out)
 
     def open_files(self) -> list[File]:
         """Files of the model with a descriptor still open (for leak checks)."""
@@ -131,6 +137,7 @@ class Kernel:
             if key is None:
                 raise VfioError(EBADF, "close", f"fd {fd} is not open")
             os.close(fd)
+            self._handed_out.discard(fd)
             if key in self._files:
                 self._refs[key] -= 1
                 if self._refs[key] == 0:

@@ -36,6 +36,39 @@ NONCANONICAL = 0x8000_0000_0000_0000
 PAGE = 4096
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_NORESERVE = 0x4000
+
+
+class GuardedBuffer:
+    """``size`` usable bytes followed by 64 GiB of inaccessible address space.
+
+    The kernel under test writes through addresses the fuzzer hands it (DMA, dirty bitmaps, range
+    arrays) at offsets it computes itself, possibly gigabytes past the start.  Behind the buffer every
+    address faults (PROT_NONE, reserved but never backed), so a wrong offset ends in EFAULT -- the
+    answer the real kernel would give -- instead of silently corrupting this process's own heap.
+    """
+
+    RESERVE = 64 << 30
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        addr = _libc.mmap(None, self.RESERVE, 0,  # PROT_NONE
+                          mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap of the guard reservation failed")
+        self.addr = int(addr)
+        if _libc.mprotect(self.addr, size, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+
+    def close(self) -> None:
+        _libc.munmap(self.addr, self.RESERVE)
+
+
 def _arg_struct(text: str) -> Optional[type]:
     m = _STRUCT.match(text)
     if not m:
@@ -59,8 +92,8 @@ class Fuzzer:
             fd = os.memfd_create("pyvfio-fuzz", os.MFD_CLOEXEC)
             os.ftruncate(fd, 16 * PAGE)
             self.memfds.append(fd)
-        self.buffers = [mmap.mmap(-1, 64 * PAGE) for _ in range(3)]
-        self.addrs = [ctypes.addressof(ctypes.c_char.from_buffer(b)) for b in self.buffers]
+        self.buffers = [GuardedBuffer(64 * PAGE) for _ in range(3)]
+        self.addrs = [b.addr for b in self.buffers]
         self.requests = [d.request for d in (*uv.IOCTLS, *ui.IOCTLS)]
         self.args = {r: [d.arg for d in (*uv.IOCTLS, *ui.IOCTLS) if d.request == r] for r in self.requests}
         self.calls = 0

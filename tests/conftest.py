@@ -5,6 +5,9 @@ machine per test) by default and the running Linux (``pyvfio.kernel.Linux()``) w
 ``PYVFIO_KERNEL=real`` -- which the VM lane sets inside its QEMU guest (``python3 -m tests.vm``).  ``edu``
 is QEMU's edu DMA device on that kernel: plugged into the simulated machine, or found in sysfs bound to
 vfio-pci.  A test written against these two fixtures and the syscall surface runs unchanged on both.
+With ``PYVFIO_KERNEL=sim-server`` ``kernel`` is a :class:`pyvfio.sim.remote.RemoteKernel` on one simulated
+kernel server process for the session (``python -m pyvfio.sim serve``), reset to a fresh machine per test;
+each test must leave no file open in the server.
 
 Markers: ``realkernel`` (only meaningful on a real kernel: skipped on the simulated one) and ``vm`` (boots
 the VM lane from the host: deselected unless ``-m`` names it).
@@ -69,9 +72,36 @@ def _uses_kernel_fixture(item: pytest.Item) -> bool:
     return False
 
 
+def sim_server_requested() -> bool:
+    """True when ``kernel`` should be the simulated kernel in a server process (``PYVFIO_KERNEL=sim-server``)."""
+    return os.environ.get("PYVFIO_KERNEL", "sim").lower() == "sim-server"
+
+
+@pytest.fixture(scope="session")
+def sim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``python -m pyvfio.sim serve`` process for the session (no devices; tests add their own)."""
+    from pyvfio.sim.remote import start_server
+
+    handle = start_server(str(tmp_path_factory.mktemp("sim-server") / "kernel.sock"), devices=())
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture
-def kernel() -> Iterator[Any]:
-    """The kernel under test: ``pyvfio.sim.Kernel()`` by default, ``pyvfio.kernel.Linux()`` with PYVFIO_KERNEL=real."""
+def kernel(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The kernel under test: ``pyvfio.sim.Kernel()`` by default, ``pyvfio.kernel.Linux()`` with PYVFIO_KERNEL=real,
+    a :class:`~pyvfio.sim.remote.RemoteKernel` on a fresh machine with PYVFIO_KERNEL=sim-server."""
+    if sim_server_requested():
+        from pyvfio.sim.remote import RemoteKernel
+
+        remote = RemoteKernel(request.getfixturevalue("sim_server").path)
+        remote.reset()
+        yield remote
+        left = remote.stats()["files"]
+        remote.reset()
+        remote.shutdown()
+        assert left == 0, f"the test left {left} files open in the simulated kernel server"
+        return
     if real_kernel_requested():
         missing = real_vfio_missing()
         if missing:

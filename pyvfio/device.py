@@ -697,13 +697,16 @@ class Device(Resource):
                     raise
         return out
 
-    def set_irqs(self, index: int, flags: int, start: int, count: int, data: bytes = b"") -> None:
-        """``VFIO_DEVICE_SET_IRQS`` as the kernel takes it: ``flags`` is one DATA_* | one ACTION_*."""
+    def set_irqs(self, index: int, flags: int, start: int, count: int, data: bytes = b"") -> int:
+        """``VFIO_DEVICE_SET_IRQS`` as the kernel takes it: ``flags`` is one DATA_* | one ACTION_*.
+
+        Returns the ioctl's result: a positive number is the kernel offering fewer MSI vectors than asked.
+        """
         self._check_open("set IRQs")
         arg = alloc_flex(uv.vfio_irq_set, len(data), flags=flags, index=index, start=start, count=count)
         if data:
             ctypes.memmove(ctypes.addressof(flex_array(arg)), bytes(data), len(data))
-        self.kernel.ioctl(self.fd, uv.VFIO_DEVICE_SET_IRQS, arg)
+        return int(self.kernel.ioctl(self.fd, uv.VFIO_DEVICE_SET_IRQS, arg))
 
     def set_irq_eventfds(self, index: int, start: int, fds: Sequence[int]) -> None:
         """Signal eventfd ``fds[i]`` for vector ``start + i``; -1 detaches that vector's eventfd."""

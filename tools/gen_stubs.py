@@ -22,7 +22,7 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "stubs"
-MIRRORS = ("vfio", "iommufd")
+MIRRORS = ("vfio", "iommufd", "kvm")
 
 _SCALARS = {
     ctypes.c_uint8: "int", ctypes.c_uint16: "int", ctypes.c_uint32: "int", ctypes.c_uint64: "int",

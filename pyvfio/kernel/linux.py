@@ -18,15 +18,23 @@ from typing import Any, Optional
 from ..errors import VfioError
 from .base import IoctlArg, ioctl_name
 
-_libc: Optional[ctypes.CDLL] = None
+_ioctl: Any = None
 
 
 def _ioctl_fn() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.ioctl.restype = ctypes.c_int
-    return _libc.ioctl
+    """libc's ``ioctl`` with a fixed prototype: (int fd, unsigned long request, void *arg).
+
+    Declaring ``argtypes`` once lets ctypes convert plain ints directly, so a call costs one
+    foreign-function hop and no per-call wrapper objects -- most of pyvfio's overhead over C.
+    """
+    global _ioctl
+    if _ioctl is None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.ioctl
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+        _ioctl = fn
+    return _ioctl
 
 
 def fd_kind(fd: int) -> str:
@@ -67,14 +75,13 @@ class Linux:
             raise VfioError(e.errno or 0, "close", f"fd {fd}") from None
 
     def ioctl(self, fd: int, request: int, arg: IoctlArg = 0) -> int:
-        fn = _ioctl_fn()
+        fn = _ioctl or _ioctl_fn()
         if arg is None:
-            c_arg: Any = ctypes.c_ulong(0)
+            ret = fn(fd, request, None)
         elif isinstance(arg, int):
-            c_arg = ctypes.c_ulong(arg & 0xFFFFFFFFFFFFFFFF)
+            ret = fn(fd, request, arg & 0xFFFFFFFFFFFFFFFF)  # by value, as the kernel reads an unsigned long
         else:
-            c_arg = ctypes.byref(arg)
-        ret = fn(fd, ctypes.c_ulong(request), c_arg)
+            ret = fn(fd, request, ctypes.addressof(arg))
         if ret < 0:
             err = ctypes.get_errno()
             raise VfioError(err, ioctl_name(request, fd_kind(fd)), f"fd {fd}")

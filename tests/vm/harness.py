@@ -830,3 +830,178 @@ def run_tests(paths: Optional[list[str]] = None, *, extra: Optional[list[str]] =
     """Run pytest on ``paths`` (default: :func:`default_test_files`) in the guest, from the repository root."""
     files = paths if paths else default_test_files()
     return run_in_vm(pytest_argv(files, extra=extra), cwd=REPO, timeout=timeout, echo=echo, log=log, cache=cache)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the differential report: the same test files on the simulated kernel (host) and the real one (guest)
+
+#: Skip reasons that are a documented capability gap of one side, not a disagreement.  On the simulated
+#: kernel: tests marked ``realkernel`` (what only real hardware shows).  On the real kernel: features the
+#: booted kernel was built without (Debian's stock 6.12 has no iommufd, no cdev, no MAP_FILE, no mtty unless
+#: built).  Each is a regular expression searched in the skip message.
+SIM_GAPS = (r"needs a real VFIO kernel",)
+REAL_GAPS = (r"no /dev/iommu", r"no iommufd", r"CONFIG_IOMMUFD", r"no VFIO cdev", r"CONFIG_VFIO_DEVICE_CDEV",
+             r"needs Linux \d+\.\d+", r"no mtty parent device")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One test's result in one JUnit file: passed, failed, error or skipped, with pytest's message."""
+
+    status: str
+    message: str = ""
+
+    def cell(self, width: int = 48) -> str:
+        if self.status == "passed":
+            return "passed"
+        text = f"{self.status}: {self.message.splitlines()[0] if self.message else ''}".rstrip(": ")
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+def junit_outcomes(path: Path) -> Optional[dict[str, Outcome]]:
+    """Per-test outcomes from pytest's JUnit XML, keyed ``tests/file.py::[Class::]name[param]``.
+
+    A test that failed and then errored in teardown appears twice in the XML; the worse entry wins.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    found: dict[str, Outcome] = {}
+    for case in root.iter("testcase"):
+        key = _test_id(case.get("classname", ""), case.get("name", ""))
+        status, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                status = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
+                message = child.get("message") or (child.text or "").strip()
+                break
+        new = Outcome(status, message)
+        old = found.get(key)
+        if old is None or _RANK[new.status] > _RANK[old.status]:
+            found[key] = new
+    return found
+
+
+def _test_id(classname: str, name: str) -> str:
+    """pytest's node id from JUnit's dotted classname (``tests.test_x.TestY`` -> ``tests/test_x.py::TestY``)."""
+    parts = classname.split(".")
+    for cut in range(len(parts), 0, -1):
+        if (REPO / Path(*parts[:cut])).with_suffix(".py").is_file():
+            return "::".join(["/".join(parts[:cut]) + ".py", *parts[cut:], name])
+    return f"{classname}::{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffRow:
+    """One scenario on both kernels.  ``verdict``: agree, gap (a documented skip on one side), disagree."""
+
+    scenario: str
+    sim: Optional[Outcome]
+    real: Optional[Outcome]
+    verdict: str
+    why: str = ""
+
+
+def _gap(outcome: Optional[Outcome], patterns: tuple[str, ...]) -> bool:
+    return outcome is not None and outcome.status == "skipped" and any(
+        re.search(p, outcome.message) for p in patterns)
+
+
+def compare_outcomes(sim: dict[str, Outcome], real: dict[str, Outcome]) -> list[DiffRow]:
+    """Pair every scenario's outcome on the simulated and the real kernel and judge the pair.
+
+    Agreement: passed on both, failed on both (the failure itself still fails the run), or skipped on
+    both with the same message (an environment limit both sides share).  A gap: each side passed or
+    skipped for a documented reason (:data:`SIM_GAPS`, :data:`REAL_GAPS`).  Everything else disagrees:
+    passed on one side and failed on the other, a skip for any other reason, or a scenario only one side
+    collected.
+    """
+    rows = []
+    bad = ("failed", "error")
+    for key in sorted(set(sim) | set(real)):
+        s, r = sim.get(key), real.get(key)
+        if s is None or r is None:
+            rows.append(DiffRow(key, s, r, "disagree", f"only collected on the {'real' if s is None else 'simulated'} "
+                                                        f"kernel"))
+        elif s.status in bad or r.status in bad:
+            both = s.status in bad and r.status in bad
+            rows.append(DiffRow(key, s, r, "agree" if both else "disagree",
+                                f"{s.status} on the simulated kernel, {r.status} on the real"))
+        elif s.status == r.status and (s.status == "passed" or s.message == r.message):
+            rows.append(DiffRow(key, s, r, "agree"))
+        elif (s.status == "passed" or _gap(s, SIM_GAPS)) and (r.status == "passed" or _gap(r, REAL_GAPS)):
+            why = "real kernel only" if r.status == "passed" else "capability missing from the booted kernel"
+            rows.append(DiffRow(key, s, r, "gap", why))
+        else:
+            side = "real" if r.status == "skipped" and not _gap(r, REAL_GAPS) else "simulated"
+            rows.append(DiffRow(key, s, r, "disagree", f"skipped on the {side} kernel for an undocumented reason"))
+    return rows
+
+
+@dataclasses.dataclass
+class Differential:
+    rows: list[DiffRow]
+
+    @property
+    def disagreements(self) -> list[DiffRow]:
+        return [r for r in self.rows if r.verdict == "disagree"]
+
+    @property
+    def failures(self) -> list[DiffRow]:
+        """Scenarios that failed on either side (agreeing failures included: a failure is never a pass)."""
+        bad = ("failed", "error")
+        return [r for r in self.rows if (r.sim is not None and r.sim.status in bad)
+                or (r.real is not None and r.real.status in bad)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.disagreements and not self.failures
+
+    def count(self, side: str, status: str) -> int:
+        return sum(1 for r in self.rows if (o := getattr(r, side)) is not None and o.status == status)
+
+    def table(self, width: int = 44) -> str:
+        name_w = min(max((len(r.scenario) for r in self.rows), default=8), 96)
+        head = f"{'scenario':<{name_w}}  {'simulated kernel':<{width}}  {'real kernel':<{width}}  verdict"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            name = r.scenario if len(r.scenario) <= name_w else "..." + r.scenario[-(name_w - 3):]
+            cells = [o.cell(width) if o is not None else "(not collected)" for o in (r.sim, r.real)]
+            lines.append(f"{name:<{name_w}}  {cells[0]:<{width}}  {cells[1]:<{width}}  {r.verdict}"
+                         + (f" ({r.why})" if r.verdict == "disagree" else ""))
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        gaps_sim = sum(1 for r in self.rows if r.verdict == "gap" and r.sim is not None and r.sim.status == "skipped")
+        gaps_real = sum(1 for r in self.rows if r.verdict == "gap" and r.real is not None
+                        and r.real.status == "skipped")
+        both = sum(1 for r in self.rows if r.verdict == "agree" and r.sim is not None and r.sim.status == "passed")
+        return (f"{len(self.rows)} scenarios, {len(self.disagreements)} disagreements "
+                f"(passed on both {both}; real kernel only {gaps_sim}; skipped on the real kernel for a missing "
+                f"capability {gaps_real}; failed on either side {len(self.failures)}; "
+                f"real kernel: {self.count('real', 'passed')} passed, {self.count('real', 'skipped')} skipped)")
+
+    def to_json(self) -> dict[str, object]:
+        def o(x: Optional[Outcome]) -> Optional[dict[str, str]]:
+            return None if x is None else {"status": x.status, "message": x.message[:2000]}
+        return {"scenarios": len(self.rows), "disagreements": len(self.disagreements),
+                "failures": len(self.failures),
+                "rows": [{"scenario": r.scenario, "sim": o(r.sim), "real": o(r.real), "verdict": r.verdict,
+                          "why": r.why} for r in self.rows]}
+
+
+def run_host_tests(paths: list[str], junit: Path, extra: Optional[list[str]] = None,
+                   timeout: float = 600) -> tuple[int, str]:
+    """The same pytest run on this machine, on the simulated kernel (``PYVFIO_KERNEL`` forced to ``sim``).
+
+    Returns pytest's exit status and its output; the JUnit XML lands in ``junit``.
+    """
+    env = dict(os.environ, PYVFIO_KERNEL="sim", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+            *(extra or []), *paths]
+    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout + r.stderr

@@ -31,9 +31,10 @@ def test_info_defaults_to_the_simulated_edu(capsys: pytest.CaptureFixture[str]) 
     assert "0 BAR0      0x100000 bytes at fd offset 0x0, READ|WRITE|MMAP" in out
     assert "7 CONFIG       0x100 bytes at fd offset 0x70000000000, READ|WRITE" in out
     assert "0 INTx   count 1, EVENTFD|MASKABLE|AUTOMASKED" in out
-    assert "3 ERR    not available" in out
+    assert "3 ERR    count 1, EVENTFD|NORESIZE" in out  # every PCI device has ERR since 7.3.4
     assert "migration: not supported" in out
-    assert "IOMMU: iommufd" in out and "IOVA ranges: 0x0-0xfedfffff, 0xfef00000-" in out
+    assert "IOMMU: iommufd" in out and "IOVA ranges: 0x0-0xfedfffff, 0xfef00000-0x7fffffffff (alignment 0x1000)" in out
+    assert "hardware: INTEL_VTD, capabilities PCI_ATS_NOT_SUPPORTED" in out  # QEMU intel-iommu, as on 7.3.4
 
 
 def test_info_mtty_shows_migration_and_type1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from pyvfio.migration.dirty import (
     DeviceDmaLog, HwptDirtyTracker, Type1DirtyTracker, bitmap_bytes, count_dirty, dirty_page_runs, dirty_ranges,
 )
 from pyvfio.sim import Kernel
+from pyvfio.sim import vfio_iommu_type1 as type1
 from pyvfio.uapi import iommufd as ui
 from pyvfio.uapi import vfio as uv
 
@@ -142,7 +143,9 @@ def test_dma_log_not_on_edu() -> None:
 
 # --- type1 --------------------------------------------------------------------------------------
 
-def test_type1_dirty_pages(logdev: Any) -> None:
+def test_type1_dirty_pages(logdev: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # opt in to the simulation's precise type1 dirty log (the default, like 7.3.4, reports every mapped page)
+    monkeypatch.setattr(type1, "precise_dirty_tracking", True)
     t1 = Type1DirtyTracker(logdev.k, logdev.fds[0])
     expect(errno.EINVAL, t1.get_bitmap, IOVA, 16 * PAGE)  # tracking off
     with t1:
@@ -161,7 +164,7 @@ def test_type1_dirty_pages(logdev: Any) -> None:
 @pytest.fixture
 def hwpt_env() -> Iterator[Any]:
     k = Kernel()
-    vdev = k.add_device("edu")
+    vdev = k.add_device("edu", iommu_dirty_tracking=True)  # opt in: QEMU's intel-iommu (the default) has none
     ictx = k.open("/dev/iommu")
     dev = k.open(vdev.cdev)
     bind = uv.vfio_device_bind_iommufd(argsz=ctypes.sizeof(uv.vfio_device_bind_iommufd), iommufd=ictx)

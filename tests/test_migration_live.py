@@ -26,6 +26,7 @@ from pyvfio.migration import CorruptStream, IncompatibleStream, MigrationError, 
 from pyvfio.migration.fsm import RUNNING, STOP
 from pyvfio.migration.live import RemoteFailure, migrate_in, migrate_out, snapshot_device_state, socket_transport
 from pyvfio.migration.sim_demo import SimHost, destination_main, drain_fifo, run_demo, stir_uart, uart_state
+from pyvfio.sim import vfio_iommu_type1 as type1
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -65,7 +66,9 @@ def dirty_between_rounds(src: SimHost) -> Callable[[int], None]:
 
 
 @pytest.mark.parametrize("precopy", [True, False], ids=["precopy", "stop-and-copy"])
-def test_live_migration_two_processes(precopy: bool) -> None:
+def test_live_migration_two_processes(precopy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # opt in to the simulation's precise type1 dirty log (the default, like 7.3.4, reports every mapped page)
+    monkeypatch.setattr(type1, "precise_dirty_tracking", True)
     src = SimHost()
     stir_uart(src)
     src.device_dma(0, os.urandom(3 * 4096))

@@ -143,9 +143,9 @@ def test_dirty_tracking_on_type1(kernel: Any, edu: EduDevice) -> None:
             while bar0.read64(0x98) & 1:
                 pass
             bitmap = c.dirty_bitmap(m.iova, m.size)
-            assert len(bitmap) == 8 and bitmap[0] & 0b0010  # the page the device wrote is dirty
-            if hasattr(kernel, "devices"):
-                assert bitmap[0] == 0b0010  # the simulation tracks device writes exactly (real type1: all pages)
+            # type1 cannot see what a vfio-pci device wrote: every mapped page is dirty (7.3.4 in the VM lane and
+            # the simulation's default), the written one included
+            assert len(bitmap) == 8 and bitmap[0] == 0b1111
             c.dirty_tracking(False)
             with pytest.raises(OSError) as e:  # tracking off: no bitmap
                 c.dirty_bitmap(m.iova, m.size)

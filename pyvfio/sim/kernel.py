@@ -68,7 +68,10 @@ class Kernel:
 
     # -- devices ---------------------------------------------------------------------------------
     def add_device(self, kind: str, **options: Any) -> VfioDevice:
-        """Plug in a simulated device ("edu", "mtty") bound to vfio-pci; returns it (.group, .cdev, .address)."""
+        """Plug in a simulated device ("edu", "mtty") bound to vfio-pci; returns it (.group, .cdev, .address).
+
+        Behind it sits the VM lane's IOMMU (QEMU intel-iommu: 39-bit IOVA, no dirty tracking);
+        ``iommu_dirty_tracking=True`` gives this device an IOMMU that can track dirty pages instead."""
         with self._lock:
             return self.vfio.add_device(kind, **options)
 

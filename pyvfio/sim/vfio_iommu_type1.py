@@ -10,7 +10,8 @@ mapping.
 
 What the simulated IOMMU hardware looks like is fixed to what pyvfio's VM lane
 measures on QEMU q35 with ``-device intel-iommu``: page sizes 4K|2M|1G
-(``iova_pgsizes`` 0x40201000), a 48-bit aperture, and the x86 MSI window
+(``iova_pgsizes`` 0x40201000), a 39-bit aperture (QEMU 7.2's default
+``aw-bits``: the last usable IOVA is 0x7fffffffff), and the x86 MSI window
 0xfee00000-0xfeefffff reserved, which splits the IOVA space in two ranges.
 
 Deliberate differences from the kernel, each because the model has no page
@@ -21,9 +22,11 @@ tables or struct pages:
   then goes through the recorded (process, vaddr), not through pinned
   physical pages.  While a vaddr is invalidated the old address is still
   used, which works as long as the old process keeps the memory mapped.
-* Dirty tracking sets bits for pages that simulated device DMA actually
-  wrote.  The kernel cannot see physical device writes and reports every
-  mapped page dirty; set :data:`precise_dirty_tracking` to False to get that.
+* Dirty tracking reports every mapped page dirty on every GET_BITMAP, as
+  the kernel does for a container with a vfio-pci device (it cannot see
+  device writes; the VM lane measures all pages dirty, again and again).
+  Set :data:`precise_dirty_tracking` to True to get only the pages
+  simulated DMA wrote, for tests of the bitmap plumbing.
 """
 
 from __future__ import annotations
@@ -48,16 +51,16 @@ if TYPE_CHECKING:
 #: Maximum number of user DMA mappings per container; read when a container opens the driver.
 dma_entry_limit: int = 65535
 
-#: Model parameter, not the kernel's: True reports only pages simulated DMA wrote as dirty; False
-#: reports every mapped page of a physical-device container dirty, as the real kernel must.
-precise_dirty_tracking: bool = True
+#: Model parameter, not the kernel's: False (the default, what 7.3.4 does in the VM lane) reports every
+#: mapped page of a physical-device container dirty; True reports only the pages simulated DMA wrote.
+precise_dirty_tracking: bool = False
 
 # -- the simulated IOMMU hardware ------------------------------------------------------------------
 PAGE_SIZE = 4096
 U64_MAX = (1 << 64) - 1
 PAGE_MASK = U64_MAX & ~(PAGE_SIZE - 1)  # the kernel's pgsize_bitmap before any domain exists
 INTEL_IOMMU_PGSIZE_BITMAP = 0x40201000  # 4 KiB | 2 MiB | 1 GiB
-INTEL_IOMMU_APERTURE = (0, (1 << 48) - 1)
+INTEL_IOMMU_APERTURE = (0, (1 << 39) - 1)  # QEMU 7.2 intel-iommu aw-bits 39, measured in the VM lane
 #: Whether the IOMMU can force snooping (VFIO_DMA_CC_IOMMU).  QEMU's intel-iommu does not
 #: advertise snoop control unless asked, so its domains cannot enforce cache coherency.
 INTEL_IOMMU_SNOOP_CONTROL = False

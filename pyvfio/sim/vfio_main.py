@@ -226,8 +226,13 @@ class Vfio:
         self._next_slot = 3
 
     def add_device(self, kind: str, *, name: Optional[str] = None, group: Optional[int] = None,
-                   **options: Any) -> VfioDevice:
-        """Plug in a simulated PCI device bound to vfio-pci; see :mod:`pyvfio.sim.devices` for kinds."""
+                   iommu_dirty_tracking: bool = False, **options: Any) -> VfioDevice:
+        """Plug in a simulated PCI device bound to vfio-pci; see :mod:`pyvfio.sim.devices` for kinds.
+
+        ``iommu_dirty_tracking`` describes the IOMMU in front of the device, not the device: by default it is
+        the VM lane's QEMU intel-iommu, which cannot track dirty pages (IOMMU_HWPT_ALLOC with DIRTY_TRACKING is
+        EOPNOTSUPP); True models an IOMMU that can, for iommufd dirty-tracking tests.
+        """
         from .devices import create_device
         from .group import VfioGroup
         from .vfio_pci_core import VfioPciCoreDevice
@@ -245,6 +250,7 @@ class Vfio:
         pci = create_device(kind, **options)
         index = len(self.cdevs)
         core = VfioPciCoreDevice(pci)
+        core.dirty_tracking_capable = bool(iommu_dirty_tracking)
         vdev = VfioDevice(self, name, self.groups[group], index, core, kind)
         core.vdev = vdev  # the driver reaches DMA and its eventfds through its vfio_device
         self.devices[name] = vdev

@@ -632,7 +632,7 @@ def vfio_pci_set_irqs_ioctl(core: "VfioPciCoreDevice", task: Task, flags: int, i
         if action == uv.VFIO_IRQ_SET_ACTION_TRIGGER:
             func = vfio_pci_set_msi_trigger  # MSI/MSI-X MASK and UNMASK: not supported
     elif index == uv.VFIO_PCI_ERR_IRQ_INDEX:
-        if action == uv.VFIO_IRQ_SET_ACTION_TRIGGER and core.pci.express:
+        if action == uv.VFIO_IRQ_SET_ACTION_TRIGGER:  # any device since 7.3.4, not only PCI Express
             func = vfio_pci_set_err_trigger
     elif index == uv.VFIO_PCI_REQ_IRQ_INDEX:
         if action == uv.VFIO_IRQ_SET_ACTION_TRIGGER:

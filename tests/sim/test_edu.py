@@ -81,10 +81,15 @@ def test_edu_liveness_through_mmap(edu: PciDev) -> None:
 
 
 def test_edu_access_widths(edu: PciDev) -> None:
-    """edu_mmio_read/write: below 0x80 only 4-byte accesses count (others read all ones, writes ignored);
+    """QEMU refuses 1- and 2-byte accesses before the edu sees them (valid.min_access_size 4): they read 0
+    and writes are dropped, everywhere in BAR0 (measured on 7.3.4 in the VM lane); an unaligned 4-byte read
+    is split by vfio-pci into such pieces and reads 0 too.  Below 0x80 an 8-byte access reads all ones;
     from 0x80 4 or 8 bytes; unknown registers read all ones."""
-    assert edu.bar_r(IDENT, 2) == 0xFFFF and edu.bar_r(IDENT, 1) == 0xFF
+    assert edu.bar_r(IDENT, 2) == 0 and edu.bar_r(IDENT, 1) == 0 and edu.bar_r(IDENT + 2, 2) == 0
+    assert edu.bar_r(IDENT + 1, 4) == 0 and edu.bar_r(DMA_SRC, 2) == 0 and edu.bar_r(0x40000, 1) == 0
+    assert edu.bar_r(IDENT, 8) == (1 << 64) - 1
     edu.bar_w(LIVE, 0, 2)
+    edu.bar_w(LIVE, 0, 1)
     assert edu.bar_r(LIVE) == 0  # unchanged from reset (0)
     assert edu.bar_r(0x40) == 0xFFFFFFFF and edu.bar_r(0x1000, 8) == (1 << 64) - 1
     edu.bar_w(DMA_SRC, 0x1_2345_6789, 8)
@@ -94,7 +99,8 @@ def test_edu_access_widths(edu: PciDev) -> None:
 # =====================================================================================================
 # Factorial and interrupts
 # =====================================================================================================
-@pytest.mark.parametrize("n,result", [(0, 1), (1, 1), (5, 120), (12, 479001600), (13, 6227020800 & 0xFFFFFFFF)])
+@pytest.mark.parametrize("n,result", [(0, 1), (1, 1), (5, 120), (12, 479001600), (13, 6227020800 & 0xFFFFFFFF),
+                                      (33, 0x80000000), (34, 0), (0xFFFFFFFF, 0)])
 def test_edu_factorial(edu: PciDev, n: int, result: int) -> None:
     """edu: writing n to 0x08 computes n! in 32 bits; STATUS.COMPUTING is clear once it is readable."""
     edu.bar_w(FACT, n)

@@ -28,7 +28,8 @@ from test_iommufd import (  # the shared helpers of the device-less tests
 )
 
 MSI_LO, MSI_HI = 0xFEE00000, 0xFEEFFFFF
-APERTURE_LAST = (1 << 48) - 1
+APERTURE_LAST = (1 << 39) - 1  # QEMU 7.2 intel-iommu (aw-bits 39), measured on 7.3.4 in the VM lane
+VTD_CAP_REG, VTD_ECAP_REG = 0xD2008C22260286, 0xF00F4A  # what that IOMMU reports through IOMMU_GET_HW_INFO
 CONFIG = uv.VFIO_PCI_CONFIG_REGION_INDEX << 40
 EDU_BUF = 0x40000
 
@@ -119,8 +120,7 @@ class Env:
         return int(h.out_hwpt_id)
 
 
-@pytest.fixture
-def env(kernel: Any, edu: Any) -> Iterator[Env]:
+def _env(kernel: Any, edu: Any) -> Iterator[Env]:
     e = Env(kernel, edu)
     yield e
     check_model(kernel)
@@ -131,6 +131,11 @@ def env(kernel: Any, edu: Any) -> Iterator[Env]:
             pass
     if is_sim(kernel):
         assert kernel.open_files() == [], "descriptors left open"
+
+
+@pytest.fixture
+def env(kernel: Any, edu: Any) -> Iterator[Env]:
+    yield from _env(kernel, edu)
 
 
 # == 2.4 BIND ========================================================================================
@@ -249,11 +254,12 @@ def test_attach_before_bind_einval(env: Env) -> None:
 
 def test_attach_narrows_iova_ranges(env: Env) -> None:
     """SEMANTICS 2.4: attach adds the device's reserved regions (x86 MSI window) and the domain's limits
-    (48-bit aperture, 4 KiB alignment) to the IOAS; mapping into them -> EINVAL; detach restores."""
+    (39-bit aperture of QEMU's intel-iommu, 4 KiB alignment) to the IOAS; mapping into them -> EINVAL;
+    detach restores."""
     _, ioas = env.bound()
     env.dev.attach(ioas)
     ranges, align = env.ictx.ranges(ioas)
-    top = APERTURE_LAST if is_sim(env.k) else ranges[-1][1]  # QEMU's intel-iommu may have fewer bits
+    top = APERTURE_LAST
     assert (ranges, align) == ([(0, MSI_LO - 1), (MSI_HI + 1, top)], PAGE)
     expect(errno.EINVAL, env.ictx.map, ioas, env.va, PAGE, MSI_LO)
     expect(errno.EINVAL, env.ictx.map, ioas, env.va, PAGE, top + 1)
@@ -460,14 +466,12 @@ def test_group_bound_to_two_iommufds_ebusy(kernel: Any) -> None:
 
 # == 2.3 HWPT_ALLOC ==================================================================================
 def test_hwpt_alloc_paging(env: Env) -> None:
-    """SEMANTICS 2.3: pt_id an IOAS -> a PAGING HWPT; it joins the IOAS (4 KiB alignment, 48-bit aperture,
+    """SEMANTICS 2.3: pt_id an IOAS -> a PAGING HWPT; it joins the IOAS (4 KiB alignment, 39-bit aperture,
     no device regions until a device attaches) and holds it (DESTROY IOAS -> EBUSY)."""
     devid, ioas = env.bound()
     hwpt = env.hwpt_alloc(devid, ioas)
     ranges, align = env.ictx.ranges(ioas)
-    assert len(ranges) == 1 and ranges[0][0] == 0 and align == PAGE
-    if is_sim(env.k):
-        assert ranges[0][1] == APERTURE_LAST
+    assert ranges == [(0, APERTURE_LAST)] and align == PAGE
     expect(errno.EBUSY, env.ictx.destroy, ioas)
     env.ictx.destroy(hwpt)
     assert env.ictx.ranges(ioas) == ([(0, U64_MAX)], 1)
@@ -556,21 +560,25 @@ def test_hwpt_alloc_pins_efault(env: Env) -> None:
 
 
 def test_hwpt_alloc_dirty_needs_capable_device(env: Env) -> None:
-    """SEMANTICS 2.3 (model): DIRTY_TRACKING without IOMMU_CAP_DIRTY_TRACKING -> EOPNOTSUPP, and such a
-    device cannot attach to a dirty-tracking HWPT -> EINVAL."""
-    if not is_sim(env.k):
-        pytest.skip("configures the simulated IOMMU")
+    """QEMU's intel-iommu cannot track dirty pages (7.3.4 in the VM lane): DIRTY_TRACKING -> EOPNOTSUPP and
+    IOMMU_GET_HW_INFO lacks the capability.  (model) A dirty-tracking HWPT allocated while the device's
+    IOMMU could track cannot take it once it cannot -> EINVAL."""
     devid, ioas = env.bound()
-    dirty = env.hwpt_alloc(devid, ioas, ui.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
-    env.vdev().ops.dirty_tracking_capable = False
+    expect(errno.EOPNOTSUPP, env.hwpt_alloc, devid, ioas, ui.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
+    h = mk(ui.iommu_hw_info, dev_id=devid)
+    env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
+    assert not h.out_capabilities & ui.IOMMU_HW_CAP_DIRTY_TRACKING
+    if not is_sim(env.k):
+        return
+    env.vdev().ops.dirty_tracking_capable = True  # what add_device(..., iommu_dirty_tracking=True) sets
     try:
-        expect(errno.EOPNOTSUPP, env.hwpt_alloc, devid, ioas, ui.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
-        expect(errno.EINVAL, env.dev.attach, dirty)
+        dirty = env.hwpt_alloc(devid, ioas, ui.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
         h = mk(ui.iommu_hw_info, dev_id=devid)
         env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
-        assert h.out_capabilities == 0
+        assert h.out_capabilities & ui.IOMMU_HW_CAP_DIRTY_TRACKING
     finally:
-        env.vdev().ops.dirty_tracking_capable = True
+        env.vdev().ops.dirty_tracking_capable = False
+    expect(errno.EINVAL, env.dev.attach, dirty)
 
 
 # == 2.3 dirty tracking ==============================================================================
@@ -590,10 +598,20 @@ def set_tracking(env: Env, hwpt: int, enable: bool) -> None:
 
 
 @pytest.fixture
-def dirty(env: Env) -> Iterator[tuple[Env, int, int]]:
-    """A dirty-tracking HWPT with the device attached and 16 pages mapped at IOVA 0x100000."""
-    if not is_sim(env.k):
+def dirty_env(kernel: Any) -> Iterator[Env]:
+    """An edu behind a simulated IOMMU that can track dirty pages (an explicit opt-in of the model)."""
+    if not is_sim(kernel):
         pytest.skip("QEMU's intel-iommu has no dirty tracking")
+    from conftest import EduDevice
+
+    d = kernel.add_device("edu", iommu_dirty_tracking=True)
+    yield from _env(kernel, EduDevice(address=d.address, group=int(d.group_id), cdev=d.cdev))
+
+
+@pytest.fixture
+def dirty(dirty_env: Env) -> Iterator[tuple[Env, int, int]]:
+    """A dirty-tracking HWPT with the device attached and 16 pages mapped at IOVA 0x100000."""
+    env = dirty_env
     devid, ioas = env.bound()
     hwpt = env.hwpt_alloc(devid, ioas, ui.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
     env.dev.attach(hwpt)
@@ -673,22 +691,35 @@ def test_dirty_bitmap_uncovered_range_reports_prefix(dirty: tuple[Env, int, int]
 
 # == 2.3 GET_HW_INFO and vIOMMU =======================================================================
 def test_get_hw_info(env: Env) -> None:
-    """SEMANTICS 2.3: type NONE, data_len comes back as the kernel's length (0: a probe is valid), the
-    caller's data buffer is zeroed, out_capabilities has DIRTY_TRACKING; a bad data pointer -> EFAULT."""
+    """7.3.4 + QEMU intel-iommu (VM lane): type INTEL_VTD, data_len comes back as the kernel's 24 bytes
+    (whatever the caller offered, 0 being a valid probe), struct iommu_hw_info_vtd holds the erratum flag
+    and QEMU's cap/ecap registers, the rest of the caller's buffer is zeroed; out_capabilities is
+    PCI_ATS_NOT_SUPPORTED only (the edu has no ATS, the IOMMU no dirty tracking); another input type ->
+    EOPNOTSUPP; a bad data pointer -> EFAULT."""
     devid, _ = env.bound()
+    vtd_len = ctypes.sizeof(ui.iommu_hw_info_vtd)
     h = mk(ui.iommu_hw_info, dev_id=devid)
     env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
-    kernel_len = int(h.data_len)
-    if is_sim(env.k):
-        assert (kernel_len, h.out_data_type) == (0, ui.IOMMU_HW_INFO_TYPE_NONE)
-    else:  # intel-iommu describes itself (struct iommu_hw_info_vtd)
-        assert (kernel_len, h.out_data_type) == (ctypes.sizeof(ui.iommu_hw_info_vtd), ui.IOMMU_HW_INFO_TYPE_INTEL_VTD)
+    assert (h.data_len, h.out_data_type) == (vtd_len, ui.IOMMU_HW_INFO_TYPE_INTEL_VTD) == (24, 1)
     data = (ctypes.c_uint8 * 64)(*([0xFF] * 64))
     h = mk(ui.iommu_hw_info, dev_id=devid, data_len=64, data_uptr=ctypes.addressof(data))
     env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
-    assert h.data_len == kernel_len and bytes(data[kernel_len:]) == bytes(64 - kernel_len)
-    if is_sim(env.k):
-        assert h.out_capabilities == ui.IOMMU_HW_CAP_DIRTY_TRACKING
+    assert h.data_len == vtd_len and bytes(data[vtd_len:]) == bytes(64 - vtd_len)
+    vtd = ui.iommu_hw_info_vtd.from_buffer_copy(bytes(data[:vtd_len]))
+    assert (vtd.flags, vtd.cap_reg, vtd.ecap_reg) == (ui.IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, VTD_CAP_REG,
+                                                      VTD_ECAP_REG)
+    assert (h.out_capabilities, h.out_max_pasid_log2) == (ui.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, 0)
+    short = (ctypes.c_uint8 * 8)(*([0xFF] * 8))  # a short buffer gets the first 8 bytes, data_len stays 24
+    h = mk(ui.iommu_hw_info, dev_id=devid, data_len=8, data_uptr=ctypes.addressof(short))
+    env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
+    assert h.data_len == vtd_len and bytes(short) == bytes(data[:8])
+    h = mk(ui.iommu_hw_info, dev_id=devid, flags=ui.IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+           in_data_type=ui.IOMMU_HW_INFO_TYPE_INTEL_VTD)
+    env.ictx.ioctl(ui.IOMMU_GET_HW_INFO, h)
+    assert h.out_data_type == ui.IOMMU_HW_INFO_TYPE_INTEL_VTD
+    h = mk(ui.iommu_hw_info, dev_id=devid, flags=ui.IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+           in_data_type=ui.IOMMU_HW_INFO_TYPE_ARM_SMMUV3)
+    expect(errno.EOPNOTSUPP, env.ictx.ioctl, ui.IOMMU_GET_HW_INFO, h)
     h = mk(ui.iommu_hw_info, dev_id=devid, data_len=8, data_uptr=NONCANONICAL)
     expect(errno.EFAULT, env.ictx.ioctl, ui.IOMMU_GET_HW_INFO, h)
 

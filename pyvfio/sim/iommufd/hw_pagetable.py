@@ -8,10 +8,16 @@ when its last device leaves).  A device attached to it does DMA through
 in the IOAS's areas, permissions checked, and writes recorded as dirty while
 dirty tracking is on.
 
-The simulated IOMMU behaves like intel-iommu on x86: 4 KiB page granule
-(every IOAS it joins gets a 4 KiB IOVA alignment), a 48-bit aperture (IOVA
-above it becomes reserved), dirty tracking when the device supports it and
-the domain was allocated with ``IOMMU_HWPT_ALLOC_DIRTY_TRACKING``.  It has no
+The simulated IOMMU is the one pyvfio's VM lane runs on, QEMU 7.2's
+``-device intel-iommu``: 4 KiB page granule (every IOAS it joins gets a 4 KiB
+IOVA alignment), a 39-bit aperture (QEMU's default ``aw-bits``; IOVA above
+it becomes reserved), ``IOMMU_GET_HW_INFO`` answering with the VT-d
+registers that QEMU exposes, and no dirty tracking (``IOMMU_HWPT_ALLOC`` with
+``DIRTY_TRACKING`` is EOPNOTSUPP), as measured on 7.3.4.  Dirty tracking is
+a per-device opt-in of the model (``kernel.add_device(..., iommu_dirty_tracking=True)``,
+an IOMMU with second-stage access/dirty bits): then ``out_capabilities``
+reports it and a domain allocated with ``IOMMU_HWPT_ALLOC_DIRTY_TRACKING``
+records device writes.  It has no
 stage-1 (nested) page tables and no vIOMMU: ``NEST_PARENT`` needs a device
 reporting ``nesting_capable`` and nested allocations are refused as an IOMMU
 without nesting refuses them.
@@ -33,14 +39,32 @@ if TYPE_CHECKING:
     from .eventq import Fault
     from .ioas import Ioas
 
-IOMMU_APERTURE_BITS = 48  # intel-iommu with 4-level tables, as type1 models it too
+IOMMU_APERTURE_BITS = 39  # QEMU 7.2 intel-iommu's default aw-bits (the VM lane: IOVA ends at 0x7fffffffff)
 X86_MSI_WINDOW = (0xFEE00000, 0xFEEFFFFF)  # IOMMU_RESV_MSI intel-iommu reports for every device
+
+# What QEMU 7.2's intel-iommu (intremap=on, caching-mode=on) shows a 7.3.4 guest, read in the VM lane with
+# IOMMU_GET_HW_INFO.  ecap bit 0 (page-walk coherency) is clear, so the kernel sets the SPR17 erratum flag.
+VTD_CAP_REG = 0xD2008C22260286
+VTD_ECAP_REG = 0xF00F4A
+VTD_FLAGS = ui.IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
 
 
 # -- what the simulated IOMMU driver knows about a device ----------------------------------------
 def dev_dirty_tracking_capable(vdev: "VfioDevice") -> bool:
-    """``device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`` (vfio-pci's ``dirty_tracking_capable``)."""
-    return bool(getattr(vdev.ops, "dirty_tracking_capable", True))
+    """``device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`` (vfio-pci's ``dirty_tracking_capable``).
+
+    False unless the device was added with ``iommu_dirty_tracking=True``: QEMU's intel-iommu in the VM lane
+    has no dirty tracking."""
+    return bool(getattr(vdev.ops, "dirty_tracking_capable", False))
+
+
+def dev_ats_supported(vdev: "VfioDevice") -> bool:
+    """``pci_ats_supported``: the function has an ATS extended capability (the edu has none)."""
+    from ..pci_device import PCI_EXT_CAP_ID_ATS, find_ext_capability
+
+    pci = getattr(vdev.ops, "pci", None)
+    config = getattr(pci, "config", None)
+    return config is not None and bool(find_ext_capability(config, PCI_EXT_CAP_ID_ATS))
 
 
 def dev_nesting_capable(vdev: "VfioDevice") -> bool:
@@ -379,11 +403,15 @@ def iommufd_hwpt_invalidate(ucmd: Ucmd) -> int:
 def iommufd_get_hw_info(ucmd: Ucmd) -> int:
     """``IOMMU_GET_HW_INFO``: what the IOMMU behind ``dev_id`` offers.
 
-    The simulated driver has no hardware-specific report: ``out_data_type``
-    is ``IOMMU_HW_INFO_TYPE_NONE`` and ``data_len`` comes back 0 (so a probe
-    with ``data_len = 0`` is valid), the caller's ``data_len`` bytes at
-    ``data_uptr`` are zeroed, and ``out_capabilities`` carries
-    ``IOMMU_HW_CAP_DIRTY_TRACKING`` when the device supports it.
+    The simulated driver is intel-iommu: it accepts ``in_data_type`` DEFAULT
+    or INTEL_VTD (any other type is EOPNOTSUPP, as the VM lane shows) and
+    reports ``struct iommu_hw_info_vtd`` with the registers QEMU exposes.
+    ``data_len`` comes back as the full 24 bytes whatever the caller offered
+    (so a probe with ``data_len = 0`` learns the size); the kernel copies at
+    most the caller's ``data_len`` and zeroes the rest of the caller's buffer.
+    ``out_capabilities``: DIRTY_TRACKING only for a device added with
+    ``iommu_dirty_tracking=True``, PCI_ATS_NOT_SUPPORTED for a function
+    without an ATS capability (the edu: 0x8 measured).
     """
     from .device import get_device
 
@@ -395,12 +423,22 @@ def iommufd_get_hw_info(ucmd: Ucmd) -> int:
     if not cmd.flags & ui.IOMMU_HW_INFO_FLAG_INPUT_TYPE:
         cmd.in_data_type = ui.IOMMU_HW_INFO_TYPE_DEFAULT
     idev = get_device(ucmd.ictx, cmd.dev_id)
-    cmd.out_data_type = ui.IOMMU_HW_INFO_TYPE_NONE
-    data_len = 0
+    # intel_iommu_hw_info
+    if cmd.in_data_type not in (ui.IOMMU_HW_INFO_TYPE_DEFAULT, ui.IOMMU_HW_INFO_TYPE_INTEL_VTD):
+        raise KernelError(EOPNOTSUPP, f"intel-iommu reports no hardware info of type {cmd.in_data_type}")
+    vtd = ui.iommu_hw_info_vtd(flags=VTD_FLAGS, cap_reg=VTD_CAP_REG, ecap_reg=VTD_ECAP_REG)
+    data = bytes(vtd)
     if cmd.data_len:
-        ucmd.task.mm.write(int(cmd.data_uptr), bytes(int(cmd.data_len)))
-    cmd.data_len = data_len
-    cmd.out_capabilities = ui.IOMMU_HW_CAP_DIRTY_TRACKING if dev_dirty_tracking_capable(idev.vdev) else 0
+        copy_len = min(int(cmd.data_len), len(data))
+        ucmd.task.mm.write(int(cmd.data_uptr), data[:copy_len] + bytes(int(cmd.data_len) - copy_len))
+    cmd.data_len = len(data)
+    cmd.out_data_type = ui.IOMMU_HW_INFO_TYPE_INTEL_VTD
+    caps = 0
+    if dev_dirty_tracking_capable(idev.vdev):
+        caps |= ui.IOMMU_HW_CAP_DIRTY_TRACKING
+    if not dev_ats_supported(idev.vdev):
+        caps |= ui.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
+    cmd.out_capabilities = caps
     cmd.out_max_pasid_log2 = 0
     ucmd.respond()
     return 0
@@ -410,5 +448,6 @@ __all__ = [
     "HwptPaging", "find_hwpt_paging", "get_hwpt_paging", "iommufd_hwpt_paging_alloc", "iommufd_hwpt_alloc",
     "iommufd_hwpt_set_dirty_tracking", "iommufd_hwpt_get_dirty_bitmap", "iommufd_hwpt_invalidate",
     "iommufd_get_hw_info", "iommufd_check_iova_range", "dev_dirty_tracking_capable", "dev_nesting_capable",
-    "dev_reserved_regions", "dev_iopf_capable", "IOMMU_APERTURE_BITS", "X86_MSI_WINDOW",
+    "dev_reserved_regions", "dev_iopf_capable", "dev_ats_supported", "IOMMU_APERTURE_BITS", "X86_MSI_WINDOW",
+    "VTD_CAP_REG", "VTD_ECAP_REG", "VTD_FLAGS",
 ]

@@ -479,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "iommufd", "type1"), default="auto",
                    help="how to open it: cdev + iommufd, group + type1 container, or auto (iommufd when available)")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("demo", help="a guided tour on the simulated kernel: DMA with the edu device, MSI and INTx")
+    p = sub.add_parser("demo", help="a guided tour on the simulated kernel: DMA with the edu device, MSI and INTx "
+                                   "(`demo cpr --help`: the live-update demo)")
     p.add_argument("--backend", choices=("auto", "iommufd", "type1"), default="auto",
                    help="the IOMMU path the tour takes (default: iommufd when available, else type1)")
     p.set_defaults(func=cmd_demo)
@@ -495,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # `demo cpr`: the live-update demo has its own options (pyvfio.cpr.demo); plain `demo` is the tour
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:2] == ["demo", "cpr"]:
+        from .cpr import demo as cpr_demo
+
+        return cpr_demo.main(args_list[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

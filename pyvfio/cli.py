@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to open it: cdev + iommufd, group + type1 container, or auto (iommufd when available)")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("demo", help="a guided tour on the simulated kernel: DMA with the edu device, MSI and INTx "
-                                   "(`demo cpr --help`: the live-update demo)")
+                                   "(`demo cpr --help`: live update; `demo migrate --help`: live migration)")
     p.add_argument("--backend", choices=("auto", "iommufd", "type1"), default="auto",
                    help="the IOMMU path the tour takes (default: iommufd when available, else type1)")
     p.set_defaults(func=cmd_demo)
@@ -495,6 +495,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_demo_migrate(argv: Sequence[str]) -> int:
+    """``demo migrate``: live migration of a simulated mtty between two processes over loopback TCP.
+
+    Progress lines for people, then one JSON line for scripts.  Exit 0 only when the destination's device
+    state and guest memory match the source's.
+    """
+    import json
+
+    from .migration.sim_demo import run_demo
+
+    p = argparse.ArgumentParser(prog="python -m pyvfio demo migrate",
+                                description=cmd_demo_migrate.__doc__.split("\n\n")[0] if cmd_demo_migrate.__doc__ else "")
+    p.add_argument("--precopy", action=argparse.BooleanOptionalAction, default=True,
+                   help="iterate PRE_COPY rounds before stop-and-copy (default); --no-precopy goes straight to STOP_COPY")
+    p.add_argument("--dirty-rate", type=int, default=2, metavar="PAGES",
+                   help="guest pages the device's DMA dirties after each pre-copy round (default 2)")
+    p.add_argument("--pages", type=int, default=64, help="guest memory size in 4 KiB pages (default 64)")
+    p.add_argument("--rounds", type=int, default=8, help="pre-copy rounds at most (default 8)")
+    args = p.parse_args(list(argv))
+    if args.dirty_rate < 0 or args.pages <= 0 or args.rounds <= 0:
+        print("pyvfio demo migrate: --dirty-rate must be >= 0, --pages and --rounds > 0", file=sys.stderr)
+        return USAGE_ERROR
+    result = run_demo(precopy=args.precopy, dirty_rate=args.dirty_rate, npages=args.pages, rounds=args.rounds,
+                      progress=print)
+    print(json.dumps(result))
+    return 0 if result.get("ok") else 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # `demo cpr`: the live-update demo has its own options (pyvfio.cpr.demo); plain `demo` is the tour
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -502,6 +530,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .cpr import demo as cpr_demo
 
         return cpr_demo.main(args_list[2:])
+    if args_list[:2] == ["demo", "migrate"]:
+        return cmd_demo_migrate(args_list[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

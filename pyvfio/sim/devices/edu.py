@@ -58,7 +58,13 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errno import KernelError
-from ..pci_device import PCI_EXP_TYPE_ENDPOINT, Bar, SimPciDevice
+from ...uapi.pci_regs import (
+    PCI_EXP_TYPE_ENDPOINT,
+)
+from ..pci_device import (
+    Bar,
+    SimPciDevice,
+)
 
 EDU_VENDOR_ID = 0x1234
 EDU_DEVICE_ID = 0x11E8

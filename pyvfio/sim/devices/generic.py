@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ...uapi.pci_regs import (
+    PCI_CAP_ID_SLOTID,
+    PCI_EXP_TYPE_ENDPOINT,
+    PCI_EXT_CAP_ID_PASID,
+)
 from ..pci_device import (
-    HOST_RESOURCES, PCI_CAP_ID_SLOTID, PCI_EXP_TYPE_ENDPOINT, PCI_EXT_CAP_ID_PASID, Bar, SimPciDevice,
+    HOST_RESOURCES,
+    Bar,
+    SimPciDevice,
 )
 
 GENERIC_VENDOR_ID = 0x1B36  # Red Hat, Inc. (QEMU's own devices)

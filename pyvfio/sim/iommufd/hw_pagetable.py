@@ -60,7 +60,8 @@ def dev_dirty_tracking_capable(vdev: "VfioDevice") -> bool:
 
 def dev_ats_supported(vdev: "VfioDevice") -> bool:
     """``pci_ats_supported``: the function has an ATS extended capability (the edu has none)."""
-    from ..pci_device import PCI_EXT_CAP_ID_ATS, find_ext_capability
+    from ...uapi.pci_regs import PCI_EXT_CAP_ID_ATS
+    from ..pci_device import find_ext_capability
 
     pci = getattr(vdev.ops, "pci", None)
     config = getattr(pci, "config", None)

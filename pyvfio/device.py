@@ -30,6 +30,7 @@ import struct as _struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TypeVar, Union
 
+from .kernel.mmio import MmioWindow
 from ._resource import Resource
 from .errors import VfioError
 from .info import (
@@ -184,7 +185,7 @@ class _Area:
 _WIDTH = {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32, 8: ctypes.c_uint64}
 
 
-class RegionMapping:
+class RegionMapping(MmioWindow):
     """An mmap of (part of) a region with one interface on both kernels.
 
     Indexing and slicing (``m[0:4]``, ``m[0x10:0x14] = data``),
@@ -212,12 +213,6 @@ class RegionMapping:
 
     def __len__(self) -> int:
         return self.length
-
-    def __enter__(self) -> "RegionMapping":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     @property
     def windows(self) -> list[tuple[int, int]]:
@@ -277,52 +272,6 @@ class RegionMapping:
             _WIDTH[len(data)].from_address(a.base + rel).value = int.from_bytes(data, "little")
         else:
             a.raw[rel: rel + len(data)] = data
-
-    def __getitem__(self, key: Union[int, slice]) -> Any:
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.length)
-            if step != 1:
-                raise ValueError("region mappings are sliced contiguously")
-            return self.read(start, max(stop - start, 0))
-        if key < 0:
-            key += self.length
-        return self.read(key, 1)[0]
-
-    def __setitem__(self, key: Union[int, slice], value: Any) -> None:
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.length)
-            data = bytes(value)
-            if step != 1 or len(data) != max(stop - start, 0):
-                raise ValueError("slice assignment must be contiguous and keep the size")
-            self.write(start, data)
-            return
-        if key < 0:
-            key += self.length
-        self.write(key, bytes([value]))
-
-    def read8(self, off: int) -> int:
-        return self.read(off, 1)[0]
-
-    def read16(self, off: int) -> int:
-        return int.from_bytes(self.read(off, 2), "little")
-
-    def read32(self, off: int) -> int:
-        return int.from_bytes(self.read(off, 4), "little")
-
-    def read64(self, off: int) -> int:
-        return int.from_bytes(self.read(off, 8), "little")
-
-    def write8(self, off: int, value: int) -> None:
-        self.write(off, (value & 0xFF).to_bytes(1, "little"))
-
-    def write16(self, off: int, value: int) -> None:
-        self.write(off, (value & 0xFFFF).to_bytes(2, "little"))
-
-    def write32(self, off: int, value: int) -> None:
-        self.write(off, (value & 0xFFFFFFFF).to_bytes(4, "little"))
-
-    def write64(self, off: int, value: int) -> None:
-        self.write(off, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
     def close(self) -> None:
         """Unmap every window.  ``BufferError`` if a memoryview of it is still alive (a dangling view would crash)."""

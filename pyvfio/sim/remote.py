@@ -63,6 +63,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
+from ..kernel.mmio import MmioWindow
 from ..errors import VfioError
 from ..kernel.base import IoctlArg, ioctl_name
 
@@ -472,7 +473,7 @@ def _recv_reply(sock: socket.socket, call: str) -> Message:
     return msg
 
 
-class RemoteMapping:
+class RemoteMapping(MmioWindow):
     """``mmap`` of a BAR through the server: every load and store is a message, as the sim's trapping window.
 
     It keeps a duplicate of the device descriptor, as a real mapping keeps
@@ -497,12 +498,6 @@ class RemoteMapping:
     def __len__(self) -> int:
         return self._length
 
-    def __enter__(self) -> "RemoteMapping":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)  # type: ignore[arg-type]
@@ -520,37 +515,10 @@ class RemoteMapping:
         finally:
             os.close(fd)
 
-    def flush(self, *args: Any) -> None:
-        """MMIO needs no flush."""
-
     def _live(self) -> int:
         if self._fd is None:
             raise ValueError("mmap closed or invalid")
         return self._fd
-
-    def _range(self, key: int | slice) -> tuple[int, int]:
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self._length)
-            if step != 1:
-                raise ValueError("MMIO slices must be contiguous")
-            return start, max(stop - start, 0)
-        if key < 0:
-            key += self._length
-        if not 0 <= key < self._length:
-            raise IndexError("mmap index out of range")
-        return key, 1
-
-    def __getitem__(self, key: int | slice) -> Any:
-        off, n = self._range(key)
-        data = self.read(off, n)
-        return data if isinstance(key, slice) else data[0]
-
-    def __setitem__(self, key: int | slice, value: Any) -> None:
-        off, n = self._range(key)
-        data = bytes(value) if isinstance(key, slice) else bytes([value])
-        if len(data) != n:
-            raise IndexError("mmap slice assignment is wrong size")
-        self.write(off, data)
 
     def read(self, offset: int, size: int) -> bytes:
         fd = self._live()
@@ -563,33 +531,6 @@ class RemoteMapping:
         if offset < 0 or offset + len(data) > self._length:
             raise IndexError("access outside the mapping")
         self._kernel._call(fd, "mmap write", OP_MMIO_WRITE, self._handle, offset, 0, bytes(data))
-
-    def read8(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 1), "little")
-
-    def read16(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 2), "little")
-
-    def read32(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 4), "little")
-
-    def read64(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 8), "little")
-
-    def write8(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(1, "little"))
-
-    def write16(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(2, "little"))
-
-    def write32(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(4, "little"))
-
-    def write64(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(8, "little"))
-
-
-# -- starting a server ---------------------------------------------------------------------------------
 
 class ServerHandle:
     """A running ``python -m pyvfio.sim serve`` process; :meth:`stop` ends it and removes its socket."""

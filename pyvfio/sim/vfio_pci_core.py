@@ -24,6 +24,7 @@ import os
 import threading
 from typing import Any, Callable, Optional, TypeVar
 
+from ..kernel.mmio import MmioWindow
 from ..errors import VfioError
 from ..uapi import vfio as uv
 from .errno import EBADF, EEXIST, EFAULT, EINVAL, EIO, ENODEV, ENOSPC, ENOTTY, KernelError
@@ -155,7 +156,7 @@ class IoEventfd:
         self.virqfd = virqfd
 
 
-class VfioPciBarMapping:
+class VfioPciBarMapping(MmioWindow):
     """What ``mmap`` of a BAR returns: a window whose every access goes to the device.
 
     It behaves like a shared ``mmap`` of MMIO: ``len()``, indexing and
@@ -182,72 +183,14 @@ class VfioPciBarMapping:
     def __len__(self) -> int:
         return self._length
 
-    def __enter__(self) -> "VfioPciBarMapping":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def close(self) -> None:
         self.closed = True
-
-    def flush(self, *args: Any) -> None:
-        """MMIO needs no flush."""
-
-    def _range(self, key: int | slice) -> tuple[int, int]:
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self._length)
-            if step != 1:
-                raise ValueError("MMIO slices must be contiguous")
-            return start, max(stop - start, 0)
-        if key < 0:
-            key += self._length
-        if not 0 <= key < self._length:
-            raise IndexError("mmap index out of range")
-        return key, 1
-
-    def __getitem__(self, key: int | slice) -> Any:
-        off, n = self._range(key)
-        data = self.read(off, n)
-        return data if isinstance(key, slice) else data[0]
-
-    def __setitem__(self, key: int | slice, value: Any) -> None:
-        off, n = self._range(key)
-        data = bytes(value) if isinstance(key, slice) else bytes([value])
-        if len(data) != n:
-            raise IndexError("mmap slice assignment is wrong size")
-        self.write(off, data)
 
     def read(self, offset: int, size: int) -> bytes:
         return self._core.mmap_access(self, offset, size, None)
 
     def write(self, offset: int, data: bytes) -> None:
         self._core.mmap_access(self, offset, len(data), bytes(data))
-
-    def read8(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 1), "little")
-
-    def read16(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 2), "little")
-
-    def read32(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 4), "little")
-
-    def read64(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 8), "little")
-
-    def write8(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(1, "little"))
-
-    def write16(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(2, "little"))
-
-    def write32(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(4, "little"))
-
-    def write64(self, offset: int, value: int) -> None:
-        self.write(offset, value.to_bytes(8, "little"))
-
 
 class VfioPciCoreDevice:
     """``struct vfio_pci_core_device`` with its ``vfio_device_ops``: vfio-pci bound to one function."""

@@ -64,6 +64,7 @@ INTEL_IOMMU_APERTURE = (0, (1 << 39) - 1)  # QEMU 7.2 intel-iommu aw-bits 39, me
 #: Whether the IOMMU can force snooping (VFIO_DMA_CC_IOMMU).  QEMU's intel-iommu does not
 #: advertise snoop control unless asked, so its domains cannot enforce cache coherency.
 INTEL_IOMMU_SNOOP_CONTROL = False
+IOTLB_ENTRIES = 1 << 16  # pages the simulated IOTLB remembers before it stops filling (flushed on unmap)
 X86_MSI_WINDOW = (0xFEE00000, 0xFEEFFFFF)  # IOMMU_RESV_MSI, what intel-iommu reports for every device
 TASK_SIZE_MAX = 0x00007FFFFFFFF000  # highest user address on x86_64 (4-level paging): access_ok()
 
@@ -249,6 +250,9 @@ class VfioIommu:
         self.core = core
         self.v2 = v2
         self.dma_list: IntervalMap[VfioDma] = IntervalMap()
+        # The IOTLB: IOVA page -> mapping, filled by translations, flushed whenever a mapping goes away
+        # (as iommu_iotlb_sync follows an unmap).  A hit costs one dict lookup instead of an O(log n) walk.
+        self.iotlb: dict[int, VfioDma] = {}
         self.dma_entry_limit = dma_entry_limit
         self.dma_avail = self.dma_entry_limit
         self.vaddr_invalid_count = 0
@@ -439,6 +443,7 @@ class VfioIommu:
         """Unpin, unlink and forget one mapping; an invalid vaddr stops counting."""
         self._unpin(dma)
         self.dma_list.remove(dma.iova)
+        self.iotlb.clear()
         dma.bitmap = None
         if dma.vaddr_invalid:
             self.vaddr_invalid_count -= 1
@@ -763,7 +768,11 @@ class VfioIommu:
     # -- device DMA through the domain ----------------------------------------------------------------------
     def _translate(self, iova: int, length: int, need: int) -> list[tuple[VfioDma, int, int]]:
         """Split ``[iova, iova + length)`` into (mapping, offset, n) pieces; EFAULT unmapped, EPERM no permission."""
-        dma = self.dma_list.value_at(iova)
+        dma = self.iotlb.get(iova >> 12)
+        if dma is None:
+            dma = self.dma_list.value_at(iova)
+            if dma is not None and len(self.iotlb) < IOTLB_ENTRIES:
+                self.iotlb[iova >> 12] = dma
         if dma is not None and dma.prot & need and iova + length <= dma.iova + dma.size:
             return [(dma, iova - dma.iova, length)]  # the usual case: one mapping holds the whole access
         pieces: list[tuple[VfioDma, int, int]] = []
@@ -835,6 +844,9 @@ class VfioIommu:
         dmas = self.mappings()
         assert self.dma_avail + len(dmas) == self.dma_entry_limit, (self.dma_avail, len(dmas))
         assert self.vaddr_invalid_count == sum(d.vaddr_invalid for d in dmas)
+        live = {id(d) for d in dmas}
+        assert all(id(d) in live and d.iova <= page << 12 < d.iova + d.size for page, d in self.iotlb.items()), \
+            "an IOTLB entry outlived its mapping"
         pgsize = self.pgsize
         for d in dmas:
             assert d.size > 0 and not (d.iova | d.size) & (pgsize - 1), d

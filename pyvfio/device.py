@@ -30,7 +30,7 @@ import struct as _struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TypeVar, Union
 
-from .kernel.mmio import MmioWindow
+from .kernel.mmio import MmioWindow, WidthAccess
 from ._resource import Resource
 from .errors import VfioError
 from .info import (
@@ -294,7 +294,7 @@ class RegionMapping(MmioWindow):
             raise first
 
 
-class Region(Resource):
+class Region(WidthAccess, Resource):
     """One region of a device (a BAR, the ROM, config space, a device-specific region), read from REGION_INFO.
 
     ``offset`` is where the region starts in the device descriptor; ``read``
@@ -393,30 +393,6 @@ class Region(Resource):
                                                      f"{offset + done:#x}")
             done += n
         return done
-
-    def read8(self, offset: int) -> int:
-        return self.read(offset, 1)[0]
-
-    def read16(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 2), "little")
-
-    def read32(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 4), "little")
-
-    def read64(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 8), "little")
-
-    def write8(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFF).to_bytes(1, "little"))
-
-    def write16(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFF).to_bytes(2, "little"))
-
-    def write32(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFFFFFF).to_bytes(4, "little"))
-
-    def write64(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
     def mmap(self, offset: int = 0, length: Optional[int] = None, prot: int = _RW) -> RegionMapping:
         """Map ``length`` bytes from ``offset`` (default: the whole region), one kernel mmap per allowed window.

@@ -36,9 +36,9 @@ import contextlib
 import ctypes
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+from ..device import IrqInfo
 from ..errors import VfioError
 from ..uapi import vfio as uv
 from ..uapi.struct import alloc_flex, flex_array
@@ -65,32 +65,6 @@ class DeviceLike(Protocol):
 
     @property
     def fd(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class IrqInfo:
-    """``VFIO_DEVICE_GET_IRQ_INFO`` of one index."""
-
-    index: int
-    flags: int
-    count: int
-
-    @property
-    def eventfd(self) -> bool:
-        return bool(self.flags & uv.VFIO_IRQ_INFO_EVENTFD)
-
-    @property
-    def maskable(self) -> bool:
-        return bool(self.flags & uv.VFIO_IRQ_INFO_MASKABLE)
-
-    @property
-    def automasked(self) -> bool:
-        return bool(self.flags & uv.VFIO_IRQ_INFO_AUTOMASKED)
-
-    @property
-    def noresize(self) -> bool:
-        """The vector count cannot change while enabled: growing needs disable + re-enable."""
-        return bool(self.flags & uv.VFIO_IRQ_INFO_NORESIZE)
 
 
 class VfioIrqs:

@@ -12,16 +12,47 @@ from __future__ import annotations
 from typing import Any, Union
 
 
-class MmioWindow:
-    """Shared indexing, slicing, width helpers and context management for device mappings."""
+class WidthAccess:
+    """Fixed-width little-endian accessors (``read32``, ``write64``...) over ``read``/``write`` at an offset.
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    Shared by device mappings and by regions reached with pread/pwrite.
+    """
 
     def read(self, offset: int, size: int) -> bytes:
         raise NotImplementedError
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def read8(self, offset: int) -> int:
+        return self.read(offset, 1)[0]
+
+    def read16(self, offset: int) -> int:
+        return int.from_bytes(self.read(offset, 2), "little")
+
+    def read32(self, offset: int) -> int:
+        return int.from_bytes(self.read(offset, 4), "little")
+
+    def read64(self, offset: int) -> int:
+        return int.from_bytes(self.read(offset, 8), "little")
+
+    def write8(self, offset: int, value: int) -> None:
+        self.write(offset, (value & 0xFF).to_bytes(1, "little"))
+
+    def write16(self, offset: int, value: int) -> None:
+        self.write(offset, (value & 0xFFFF).to_bytes(2, "little"))
+
+    def write32(self, offset: int, value: int) -> None:
+        self.write(offset, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def write64(self, offset: int, value: int) -> None:
+        self.write(offset, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+
+class MmioWindow(WidthAccess):
+    """Shared indexing, slicing, width helpers and context management for device mappings."""
+
+    def __len__(self) -> int:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -60,27 +91,3 @@ class MmioWindow:
         if len(data) != n:
             raise IndexError("mmap slice assignment is wrong size")
         self.write(off, data)
-
-    def read8(self, offset: int) -> int:
-        return self.read(offset, 1)[0]
-
-    def read16(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 2), "little")
-
-    def read32(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 4), "little")
-
-    def read64(self, offset: int) -> int:
-        return int.from_bytes(self.read(offset, 8), "little")
-
-    def write8(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFF).to_bytes(1, "little"))
-
-    def write16(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFF).to_bytes(2, "little"))
-
-    def write32(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFFFFFF).to_bytes(4, "little"))
-
-    def write64(self, offset: int, value: int) -> None:
-        self.write(offset, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))

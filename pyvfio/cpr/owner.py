@@ -17,6 +17,7 @@ import ctypes
 import mmap
 import os
 import struct
+import time
 from typing import Any, Optional
 
 from ..uapi import iommufd as ui
@@ -216,8 +217,24 @@ class Owner:
         self.ram[m.offset + HALF:m.offset + HALF + DMA_LEN] = bytes(DMA_LEN)
         w = self._w32
         w(REG_DMA_SRC, m.iova), w(REG_DMA_DST, EDU_BUFFER), w(REG_DMA_COUNT, DMA_LEN), w(REG_DMA_CMD, 0x1)
+        self.wait_dma()
         w(REG_DMA_SRC, EDU_BUFFER), w(REG_DMA_DST, m.iova + HALF), w(REG_DMA_CMD, 0x3)
+        self.wait_dma()
         return bytes(self.ram[m.offset + HALF:m.offset + HALF + DMA_LEN]) == data
+
+    def wait_dma(self, timeout: float = 10.0) -> None:
+        """Wait until the edu's DMA engine is idle (command bit 0 clear).
+
+        The simulated edu finishes a transfer inside the register write, but
+        QEMU's edu runs it from a 100 ms timer and *ignores* register writes
+        while one is in flight: without this wait, the second leg of a round
+        trip is silently dropped on a real kernel and the RAM check fails.
+        """
+        deadline = time.monotonic() + timeout
+        while struct.unpack("<I", self.kernel.pread(self.device_fd, 4, BAR0 + REG_DMA_CMD))[0] & 0x1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"edu DMA still running after {timeout} s")
+            time.sleep(0.002)
 
     def _w32(self, reg: int, value: int) -> None:
         self.kernel.pwrite(self.device_fd, struct.pack("<I", value & 0xFFFFFFFF), BAR0 + reg)

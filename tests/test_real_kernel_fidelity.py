@@ -10,7 +10,12 @@ Each test pins a fact measured on the VM lane's kernel (7.3.4 on QEMU 7.2 q35 wi
   writes are dropped, through ``pread``/``pwrite`` and through an mmap of BAR0;
 - QEMU 7.2's intel-iommu has 39 address bits: the usable IOVA ends at 0x7fffffffff, minus the MSI window;
 - ``IOMMU_GET_HW_INFO`` answers with VT-d registers and no dirty tracking;
-- type1's dirty bitmap reports every mapped page of a vfio-pci device dirty, on every read.
+- type1's dirty bitmap reports every mapped page of a vfio-pci device dirty, on every read;
+- the edu's config bytes no capability owns keep what is written (QEMU's ``pci_init_wmask``);
+- MSI flags: Multiple Message Capable is the function's own, never ``msi_qmax`` (the kernel's refresh lands
+  on the capability ID), QSIZE is clamped to ``msi_qmax``, and the low byte is otherwise a plain shadow;
+- an empty iommufd fault queue polls writable, not readable, and reads empty;
+- mtty, an mdev without a ``device_feature`` op, answers ENOTTY for vfio-pci's LOW_POWER features.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import ctypes
 import errno
 import mmap
 import os
+import select
 import struct
+import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from conftest import EduDevice
+from conftest import EduDevice, real_kernel_requested, require_linux
 from edu_driver import EDU_BUFFER, EDU_IDENT, EDU_IDENT_VALUE, EDU_LIVENESS, PAGE, Device, address_of, argsz
 from pyvfio.uapi import iommufd as iu
 from pyvfio.uapi import vfio
@@ -79,11 +87,13 @@ def efd() -> Iterator[int]:
 
 
 def test_err_irq_info_on_the_edu(legacy: Legacy) -> None:
+    require_linux(legacy.kernel, (7, 3), "the ERR index on conventional PCI (Debian 6.12 answers EINVAL: it still required a PCIe capability)")
     info = legacy.device.irq_info(ERR)
     assert (info.flags, info.count) == (vfio.VFIO_IRQ_INFO_EVENTFD | vfio.VFIO_IRQ_INFO_NORESIZE, 1)
 
 
 def test_err_irq_trigger_on_the_edu(legacy: Legacy, efd: int) -> None:
+    require_linux(legacy.kernel, (7, 3), "the ERR index on conventional PCI (Debian 6.12 answers EINVAL: it still required a PCIe capability)")
     dev = legacy.device
     dev.set_irq_eventfd(ERR, efd)
     dev.set_irq_eventfd(ERR, efd)  # replacing it is fine
@@ -325,3 +335,126 @@ def test_iommufd_hwpt_alloc_without_dirty_tracking(bound: Bound) -> None:
     bound.kernel.ioctl(bound.fd, iu.IOMMU_HWPT_ALLOC, plain)
     assert plain.out_hwpt_id > bound.ioas
     bound.kernel.ioctl(bound.fd, iu.IOMMU_DESTROY, argsz(iu.iommu_destroy, id=plain.out_hwpt_id))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# config space: the edu's unclaimed bytes, MSI flags
+
+CFG = vfio.VFIO_PCI_CONFIG_REGION_INDEX << 40
+MSI_CAP = 0x40  # the edu's only capability: MSI, 64-bit, 1 vector, 14 bytes
+MSI_FLAGS = MSI_CAP + 2
+
+
+def _cfg(legacy: Legacy, off: int, n: int) -> int:
+    return int.from_bytes(legacy.kernel.pread(legacy.device.fd, n, CFG + off), "little")
+
+
+def _cfg_write(legacy: Legacy, off: int, n: int, value: int) -> None:
+    assert legacy.kernel.pwrite(legacy.device.fd, value.to_bytes(n, "little"), CFG + off) == n
+
+
+@pytest.mark.parametrize("off,n", [(0x4E, 2), (0x50, 4), (0x80, 4), (0xF0, 4), (0xFC, 4), (0x91, 1)])
+def test_edu_unclaimed_config_bytes_keep_writes(legacy: Legacy, off: int, n: int) -> None:
+    """vfio passes them raw; QEMU made every byte from 0x40 writable and only the MSI cap took its 14 back."""
+    assert _cfg(legacy, off, n) == 0
+    value = 0xA5C3B4D2 & ((1 << (8 * n)) - 1)
+    _cfg_write(legacy, off, n, value)
+    try:
+        assert _cfg(legacy, off, n) == value
+        assert _cfg(legacy, off & ~3, 4) == value << (8 * (off & 3))  # the neighbours are untouched
+    finally:
+        _cfg_write(legacy, off, n, 0)
+    assert _cfg(legacy, off, n) == 0
+
+
+def test_edu_msi_flags_are_the_hardware_mmc_and_a_shadow(legacy: Legacy, efd: int) -> None:
+    dev = legacy.device
+    assert _cfg(legacy, MSI_CAP, 4) == 0x00800005  # ID 5, NEXT 0, flags: 64-bit, 1 vector
+    _cfg_write(legacy, MSI_FLAGS, 2, 0x0080 | 0x70)  # QSIZE beyond msi_qmax (0): clamped
+    assert _cfg(legacy, MSI_FLAGS, 2) == 0x0080
+    _cfg_write(legacy, MSI_FLAGS, 2, 0)  # the low byte is all virtual and writable: 64-bit reads gone
+    assert _cfg(legacy, MSI_FLAGS, 2) == 0
+    _cfg_write(legacy, MSI_FLAGS, 2, 0x0080)
+    dev.set_irq_eventfd(vfio.VFIO_PCI_MSI_IRQ_INDEX, efd)
+    try:
+        assert _cfg(legacy, MSI_CAP, 4) == 0x00800005  # SET_IRQS changes neither the flags nor the ID
+        _cfg_write(legacy, MSI_FLAGS, 2, 0x0080 | 0x70 | 1)  # ENABLE sticks while MSI is the active type
+        assert _cfg(legacy, MSI_FLAGS, 2) == 0x0081
+    finally:
+        dev.disable_irq(vfio.VFIO_PCI_MSI_IRQ_INDEX)
+    assert _cfg(legacy, MSI_FLAGS, 2) == 0x0081  # disabling by ioctl leaves the shadow as written
+    _cfg_write(legacy, MSI_FLAGS, 2, 0x0081)  # ... until the next write, with MSI off, drops ENABLE
+    assert _cfg(legacy, MSI_FLAGS, 2) == 0x0080
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the iommufd fault queue descriptor
+
+
+def test_empty_fault_queue_polls_writable_only(kernel: Any) -> None:
+    ictx = kernel.open("/dev/iommu")
+    try:
+        alloc = argsz(iu.iommu_fault_alloc)
+        kernel.ioctl(ictx, iu.IOMMU_FAULT_QUEUE_ALLOC, alloc)
+        fd = int(alloc.out_fault_fd)
+        try:
+            assert select.select([fd], [fd], [fd], 0) == ([], [fd], [])
+            p = select.poll()
+            p.register(fd, select.POLLIN | select.POLLOUT | select.POLLPRI)
+            assert p.poll(0) == [(fd, select.POLLOUT)]
+            size = ctypes.sizeof(iu.iommu_hwpt_pgfault)
+            data = kernel.read(fd, size) if hasattr(kernel, "read") else os.read(fd, size)
+            assert data == b""
+            assert select.select([fd], [], [], 0) == ([], [], [])
+        finally:
+            kernel.close(fd)
+    finally:
+        kernel.close(ictx)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mtty: no vfio-pci device features
+
+MTTY_TYPE = Path("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1")
+
+
+@pytest.fixture
+def mtty_fd(kernel: Any) -> Iterator[int]:
+    """One mtty opened through its group and a type1v2 container (an mdev on a real kernel)."""
+    mdev = None
+    if real_kernel_requested():
+        if not MTTY_TYPE.is_dir():
+            pytest.skip("no mtty parent device (mtty.ko not loaded): the VM lane loads it")
+        name = str(uuid.uuid4())
+        (MTTY_TYPE / "create").write_text(name)
+        mdev = Path("/sys/bus/mdev/devices") / name
+        group = int(os.path.basename(os.readlink(mdev / "iommu_group")))
+    else:
+        vdev = kernel.add_device("mtty")
+        name, group = vdev.name, int(vdev.group_id)
+    container = kernel.open("/dev/vfio/vfio")
+    grp = kernel.open(f"/dev/vfio/{group}")
+    try:
+        kernel.ioctl(grp, vfio.VFIO_GROUP_SET_CONTAINER, ctypes.c_int32(container))
+        kernel.ioctl(container, vfio.VFIO_SET_IOMMU, vfio.VFIO_TYPE1v2_IOMMU)
+        fd = kernel.ioctl(grp, vfio.VFIO_GROUP_GET_DEVICE_FD, ctypes.create_string_buffer(name.encode()))
+        yield fd
+        kernel.close(fd)
+    finally:
+        kernel.close(grp)
+        kernel.close(container)
+        if mdev is not None:
+            (mdev / "remove").write_text("1")
+
+
+@pytest.mark.parametrize("feature", [vfio.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+                                     vfio.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+                                     vfio.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+                                     vfio.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN])
+@pytest.mark.parametrize("probe", [True, False])
+def test_mtty_has_no_vfio_pci_features(kernel: Any, mtty_fd: int, feature: int, probe: bool) -> None:
+    flags = feature | vfio.VFIO_DEVICE_FEATURE_SET | (vfio.VFIO_DEVICE_FEATURE_PROBE if probe else 0)
+    arg = alloc_flex(vfio.vfio_device_feature, 16, flags=flags)
+    with pytest.raises(OSError) as e:
+        kernel.ioctl(mtty_fd, vfio.VFIO_DEVICE_FEATURE, arg)
+    assert e.value.errno == errno.ENOTTY

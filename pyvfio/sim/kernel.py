@@ -6,6 +6,13 @@ memfd of the calling process, named after the node (``/proc/self/fd`` shows
 descriptor can be polled, ``dup``-ed, passed over a socket within the process
 or closed by number, and a leaked one shows up in ``/proc/self/fd`` like any
 other.  Eventfds and memfds the caller hands in are the caller's real ones.
+
+A memfd always polls readable, which is wrong for a file whose readiness
+means something (the iommufd fault queue: ``poll`` says EPOLLIN only while a
+fault waits).  Such a file declares ``attach_poll``; it then gets a pipe
+instead, reopened read-write through ``/proc/self/fd`` so the caller's end
+polls writable always and readable only while the model keeps a byte in it
+(see :meth:`Kernel._install`).
 """
 
 from __future__ import annotations
@@ -92,13 +99,37 @@ class Kernel:
         return None if key is None else self._files.get(key)
 
     def _install(self, file: File) -> int:
-        fd = os.memfd_create(f"pyvfio-sim:{file.name}", os.MFD_CLOEXEC)
+        attach = getattr(file, "attach_poll", None)
+        fd = os.memfd_create(f"pyvfio-sim:{file.name}", os.MFD_CLOEXEC) if attach is None else self._pipe()
         key = self._key(fd)
         assert key is not None
+        if attach is not None:
+            attach(lambda: self._reopen(key))
         self._files[key] = file
         self._refs[key] = 1
         self._handed_out.add(fd)
         return fd
+
+    @staticmethod
+    def _pipe() -> int:
+        """The caller's descriptor for a file whose readiness the model drives: a pipe opened read-write.
+
+        Every pipe has its own inode, so the descriptor table finds it as it finds a memfd."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            return os.open(f"/proc/self/fd/{r}", os.O_RDWR | os.O_CLOEXEC)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    def _reopen(self, key: tuple[int, int]) -> Optional[int]:
+        """A short-lived non-blocking descriptor of the pipe behind ``key`` (the model closes it after use),
+        reopened from one the caller still holds; None once the caller holds none.  The model keeps no
+        descriptor of its own, so the caller's ``/proc/self/fd`` counts stay exact."""
+        for fd in sorted(self._handed_out):
+            if self._key(fd) == key:
+                return os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+        return None
 
     def descriptors(self) -> set[int]:
         """Descriptor numbers this kernel gave the caller (open, GET_DEVICE_FD, data_fd...) and not yet closed."""

@@ -42,6 +42,7 @@ from ..uapi.pci_regs import (
     PCI_CAP_ID_MSIX,
     PCI_CAP_ID_PM,
     PCI_CAP_ID_VNDR,
+    PCI_CAP_ID_VPD,
     PCI_CAP_LIST_NEXT,
     PCI_CFG_SPACE_EXP_SIZE,
     PCI_CFG_SPACE_SIZE,
@@ -257,6 +258,13 @@ class SimPciDevice:
 
     #: name used in messages; subclasses set it.
     kind = "pci"
+    #: QEMU's PCI core (``pci_init_wmask``) makes every config byte past the 64-byte header writable and
+    #: only capabilities take it back (``pci_add_capability`` clears their bytes): a QEMU-emulated function
+    #: keeps whatever is written in the bytes no capability owns.  Devices modelled on QEMU's set this.
+    qemu_config_wmask = False
+    #: the driver behind the device fd offers vfio-pci's own device features (LOW_POWER_*, PCI_VF_TOKEN);
+    #: an mdev sample such as mtty has no ``device_feature`` op, so those answer ENOTTY
+    vfio_pci_features = True
 
     def __init__(self, vendor: int, device: int, class_code: int, *, revision: int = 0,
                  subsystem_vendor: int = 0, subsystem: int = 0, express: bool = False,
@@ -300,6 +308,7 @@ class SimPciDevice:
         self._power_on_config = b""
         self._msix_pending: set[int] = set()
         self._msi_pending = 0
+        self.vpd = bytearray()  # Vital Product Data behind a VPD capability (add_vpd_cap), as the host reads it
 
         self.w16(PCI_VENDOR_ID, vendor)
         self.w16(PCI_DEVICE_ID, device)
@@ -316,6 +325,8 @@ class SimPciDevice:
         self._set_mask(self.wmask, PCI_CACHE_LINE_SIZE, 1, 0xFF)
         self._set_mask(self.wmask, PCI_LATENCY_TIMER, 1, 0xFF)
         self._set_mask(self.wmask, PCI_INTERRUPT_LINE, 1, 0xFF)
+        if self.qemu_config_wmask:
+            self.wmask[PCI_STD_HEADER_SIZEOF:] = b"\xff" * (size - PCI_STD_HEADER_SIZEOF)
 
     # -- little-endian accessors on the device's own config -------------------------------------
     def r8(self, off: int) -> int:
@@ -378,6 +389,7 @@ class SimPciDevice:
         self.config[off] = cap_id
         self.config[off + 1] = 0
         self.config[off + 2: off + length] = body
+        self.wmask[off: off + length] = bytes(length)  # read-only until the cap's helper opens its fields
         if self._std_cap_tail:
             self.config[self._std_cap_tail + PCI_CAP_LIST_NEXT] = off
         else:
@@ -397,6 +409,7 @@ class SimPciDevice:
             raise ValueError("extended capabilities overflow the 4 KiB config space")
         self.w32(off, PCI_EXT_CAP(cap_id, version, 0))
         self.config[off + 4: off + length] = body
+        self.wmask[off: off + length] = bytes(length)
         if self._ext_caps:
             prev = self._ext_caps[-1]
             hdr = self.r32(prev)
@@ -477,6 +490,24 @@ class SimPciDevice:
         off = self.add_capability(PCI_CAP_ID_VNDR, body)
         self.wmask[off + 3: off + 3 + len(data)] = b"\xff" * len(data)
         return off
+
+    def add_vpd_cap(self, data: bytes) -> int:
+        """A VPD capability over ``data`` (its ADDR/DATA registers are the host's business: vfio-pci shadows
+        them and reaches the data through ``vpd_read``/``vpd_write``, as ``pci_read_vpd`` would)."""
+        off = self.add_capability(PCI_CAP_ID_VPD, bytes(6))
+        self.vpd = bytearray(data)
+        return off
+
+    def vpd_read(self, addr: int, size: int) -> bytes:
+        """Up to ``size`` bytes of VPD at ``addr``; nothing past the end (``pci_read_vpd`` returns short)."""
+        return bytes(self.vpd[addr: addr + size]) if addr >= 0 else b""
+
+    def vpd_write(self, addr: int, data: bytes) -> bool:
+        """Whole aligned dwords inside the VPD only, as ``pci_write_vpd`` accepts; False otherwise."""
+        if addr < 0 or addr % 4 or len(data) % 4 or addr + len(data) > len(self.vpd):
+            return False
+        self.vpd[addr: addr + len(data)] = data
+        return True
 
     def add_aer_ecap(self) -> int:
         """Advanced Error Reporting (ecap 1, version 2)."""

@@ -149,6 +149,39 @@ PCI_AF_CTRL_FLR = 0x01
 PCI_PWR_DATA = 4
 PCI_VNDR_HEADER = 4
 PCI_DVSEC_HEADER1 = 4
+PCI_SATA_REGS = 4  # SATA: the byte whose low nibble says where the registers are
+PCI_SATA_REGS_MASK = 0xF
+PCI_SATA_REGS_INLINE = 0xF  # ... in the capability itself: the long form
+PCI_SATA_SIZEOF_SHORT = 8
+PCI_SATA_SIZEOF_LONG = 16
+PCI_X_CMD = 2
+PCI_X_ECC_CSR = 8
+PCI_CAP_PCIX_SIZEOF_V0 = 8
+PCI_CAP_PCIX_SIZEOF_V1 = 24  # mode 2 (versions 1 and 2)
+PCI_VPD_ADDR = 2
+PCI_VPD_ADDR_F = 0x8000
+PCI_VPD_DATA = 4
+PCI_ACS_CAP = 4
+PCI_ACS_EC = 0x20  # egress control: an egress control vector follows the control register
+PCI_ACS_EGRESS_BITS = 5
+PCI_TPH_CAP = 4
+PCI_TPH_CAP_LOC_MASK = 0x600
+PCI_TPH_LOC_CAP = 0x200  # the steering-tag table sits in the capability
+PCI_TPH_CAP_ST_MASK = 0x07FF0000
+PCI_TPH_CAP_ST_SHIFT = 16
+PCI_TPH_BASE_SIZEOF = 12
+PCI_VC_PORT_CAP1 = 4
+PCI_VC_CAP1_EVCC = 0x7
+PCI_VC_PORT_CAP2 = 8
+PCI_VC_CAP2_32_PHASE = 0x2
+PCI_VC_CAP2_64_PHASE = 0x4
+PCI_VC_CAP2_128_PHASE = 0x8
+PCI_CAP_VC_BASE_SIZEOF = 0x10
+PCI_CAP_VC_PER_VC_SIZEOF = 0x0C
+
+
+def PCI_X_CMD_VERSION(cmd: int) -> int:
+    return (cmd >> 12) & 3
 
 NO_VIRT = 0
 ALL_VIRT = 0xFFFFFFFF
@@ -434,6 +467,48 @@ def init_pci_cap_pm_perm() -> PermBits:
     return perm
 
 
+# -- VPD and PCI-X --------------------------------------------------------------------------------
+
+def vfio_vpd_config_write(cfg: VfioPciConfig, pos: int, count: int, perm: PermBits, offset: int, val: int) -> int:
+    """ADDR and DATA are shadows; a write reaching ADDR's flag byte runs the VPD cycle through the host.
+
+    Flag set = write DATA at ADDR, clear = read ADDR into DATA (4 bytes either way); on success the flag
+    is toggled in the shadow to say "done", on failure it is left as written (the user's driver times out).
+    """
+    count = vfio_default_config_write(cfg, pos, count, perm, offset, val)
+    if offset > PCI_VPD_ADDR + 1 or offset + count <= PCI_VPD_ADDR + 1:
+        return count
+    start = pos - offset
+    addr = cfg.v(start + PCI_VPD_ADDR, 2)
+    if addr & PCI_VPD_ADDR_F:
+        if not cfg.core.pci_write_vpd(addr & ~PCI_VPD_ADDR_F, cfg.v(start + PCI_VPD_DATA, 4)):
+            return count
+    else:
+        data = cfg.core.pci_read_vpd(addr)
+        if data is None:
+            return count
+        cfg.set_v(start + PCI_VPD_DATA, 4, data)
+    cfg.set_v(start + PCI_VPD_ADDR, 2, addr ^ PCI_VPD_ADDR_F)
+    return count
+
+
+def init_pci_cap_vpd_perm() -> PermBits:
+    perm = PermBits(pci_cap_length[PCI_CAP_ID_VPD], vfio_default_config_read, vfio_vpd_config_write)
+    perm.p_setb(PCI_CAP_LIST_NEXT, ALL_VIRT, NO_WRITE)
+    perm.p_setw(PCI_VPD_ADDR, ALL_VIRT, ALL_WRITE)
+    perm.p_setd(PCI_VPD_DATA, ALL_VIRT, ALL_WRITE)
+    return perm
+
+
+def init_pci_cap_pcix_perm() -> PermBits:
+    """Sized for mode 2; a mode-1 capability (8 bytes) only ever uses the front of it."""
+    perm = PermBits(PCI_CAP_PCIX_SIZEOF_V1, vfio_default_config_read, vfio_default_config_write)
+    perm.p_setb(PCI_CAP_LIST_NEXT, ALL_VIRT, NO_WRITE)
+    perm.p_setw(PCI_X_CMD, NO_VIRT, ALL_WRITE)
+    perm.p_setd(PCI_X_ECC_CSR, NO_VIRT, ALL_WRITE)
+    return perm
+
+
 # -- PCI Express ----------------------------------------------------------------------------------
 
 def vfio_exp_config_write(cfg: VfioPciConfig, pos: int, count: int, perm: PermBits, offset: int, val: int) -> int:
@@ -497,11 +572,19 @@ def _find_cap_start(cfg: VfioPciConfig, pos: int) -> int:
 
 
 def vfio_msi_config_read(cfg: VfioPciConfig, pos: int, count: int, perm: PermBits, offset: int) -> int:
-    """The Multiple Message Capable field reads back what the last MSI enable allocated (``msi_qmax``)."""
+    """MSI reads are the default merge; the flags the user sees hold the function's own Multiple Message Capable.
+
+    The kernel means to refresh Multiple Message Capable from ``msi_qmax`` here, but its pointer is the
+    capability's first 16 bits (ID and NEXT) rather than the flags word: the update lands in the ID byte's
+    shadow, which the MSI permissions never virtualize (ID reads come from the device) and the QMASK bits
+    miss NEXT.  So what the user reads is the hardware's MMC, copied into vconfig at open -- a 4-vector
+    function reads as 4-capable before and after any ``SET_IRQS``.  The model does the same write, to the
+    same place, so the shadow bytes match the kernel's too.
+    """
     if offset <= PCI_MSI_FLAGS and offset + count >= PCI_MSI_FLAGS:
         start = _find_cap_start(cfg, pos)
-        flags = cfg.v(start + PCI_MSI_FLAGS, 2) & ~PCI_MSI_FLAGS_QMASK
-        cfg.set_v(start + PCI_MSI_FLAGS, 2, flags | (cfg.core.msi_qmax << 1))
+        word = cfg.v(start, 2) & ~PCI_MSI_FLAGS_QMASK
+        cfg.set_v(start, 2, word | (cfg.core.msi_qmax << 1))
     return vfio_default_config_read(cfg, pos, count, perm, offset)
 
 
@@ -580,6 +663,8 @@ def vfio_pci_init_perm_bits() -> None:
     """Build the permission tables shared by every device (at module load, as the kernel's module init)."""
     cap_perms[PCI_CAP_ID_BASIC] = init_pci_cap_basic_perm()
     cap_perms[PCI_CAP_ID_PM] = init_pci_cap_pm_perm()
+    cap_perms[PCI_CAP_ID_VPD] = init_pci_cap_vpd_perm()
+    cap_perms[PCI_CAP_ID_PCIX] = init_pci_cap_pcix_perm()
     cap_perms[PCI_CAP_ID_VNDR] = PermBits(0, vfio_direct_config_read, vfio_raw_config_write)
     cap_perms[PCI_CAP_ID_EXP] = init_pci_cap_exp_perm()
     cap_perms[PCI_CAP_ID_AF] = init_pci_cap_af_perm()
@@ -607,8 +692,12 @@ def vfio_cap_len(cfg: VfioPciConfig, cap: int, pos: int) -> int:
     if cap == PCI_CAP_ID_MSI:
         return vfio_msi_cap_len(cfg, pos)
     if cap == PCI_CAP_ID_PCIX:
-        version = (cfg.hw_read(pos + 2, 2) >> 12) & 0x3
-        return 24 if version else 8
+        if not PCI_X_CMD_VERSION(cfg.hw_read(pos + PCI_X_CMD, 2)):
+            return PCI_CAP_PCIX_SIZEOF_V0
+        # PCI-X mode 2 functions have extended config space, as PCIe ones do
+        if cfg.cfg_size > PCI_CFG_SPACE_SIZE:
+            cfg.extended_caps = cfg.hw_read(PCI_CFG_SPACE_SIZE, 4) != 0
+        return PCI_CAP_PCIX_SIZEOF_V1
     if cap == PCI_CAP_ID_VNDR:
         return cfg.hw_read(pos + 2, 1)  # the length byte follows NEXT
     if cap == PCI_CAP_ID_EXP:
@@ -622,8 +711,25 @@ def vfio_cap_len(cfg: VfioPciConfig, cap: int, pos: int) -> int:
     if cap == PCI_CAP_ID_HT:
         return 24 if cfg.hw_read(pos + 3, 1) & 0xE0 else 28
     if cap == PCI_CAP_ID_SATA:
-        return 16 if cfg.hw_read(pos + 2, 1) & 0xF == 0xF else 8
+        regs = cfg.hw_read(pos + PCI_SATA_REGS, 1) & PCI_SATA_REGS_MASK  # the byte after SATA_CR0
+        return PCI_SATA_SIZEOF_LONG if regs == PCI_SATA_REGS_INLINE else PCI_SATA_SIZEOF_SHORT
     return 0
+
+
+def vfio_vc_cap_len(cfg: VfioPciConfig, epos: int) -> int:
+    """VC, VC9 and MFVC: the base, one resource block per VC, and the VC arbitration table if any.
+
+    The table is counted from the phases the port advertises (4 bits per phase, starting on a 16-byte
+    boundary); port and function arbitration tables are never writable, so their size does not matter.
+    """
+    evcc = cfg.hw_read(epos + PCI_VC_PORT_CAP1, 4) & PCI_VC_CAP1_EVCC
+    cap2 = cfg.hw_read(epos + PCI_VC_PORT_CAP2, 4)
+    phases = (128 if cap2 & PCI_VC_CAP2_128_PHASE else 64 if cap2 & PCI_VC_CAP2_64_PHASE
+              else 32 if cap2 & PCI_VC_CAP2_32_PHASE else 0)
+    length = PCI_CAP_VC_BASE_SIZEOF + (1 + evcc) * PCI_CAP_VC_PER_VC_SIZEOF
+    if phases:
+        length = (length + 15) // 16 * 16 + phases * 4 // 8
+    return length
 
 
 def vfio_ext_cap_len(cfg: VfioPciConfig, ecap: int, epos: int) -> int:
@@ -632,17 +738,26 @@ def vfio_ext_cap_len(cfg: VfioPciConfig, ecap: int, epos: int) -> int:
     if ecap == PCI_EXT_CAP_ID_DVSEC:
         return cfg.hw_read(epos + PCI_DVSEC_HEADER1, 4) >> 20
     if ecap in (PCI_EXT_CAP_ID_VC, PCI_EXT_CAP_ID_VC9, PCI_EXT_CAP_ID_MFVC):
-        evcc = cfg.hw_read(epos + 4, 4) & 0x7
-        return 0x10 + (1 + evcc) * 0xC
+        return vfio_vc_cap_len(cfg, epos)
     if ecap == PCI_EXT_CAP_ID_ACS:
-        return 8
+        if not cfg.hw_read(epos + PCI_ACS_CAP, 1) & PCI_ACS_EC:
+            return 8
+        # the egress control vector follows: one bit per function, in whole dwords (0 means 256)
+        bits = cfg.hw_read(epos + PCI_ACS_EGRESS_BITS, 1)
+        bits = (bits + 31) // 32 * 32 if bits else 256
+        return 8 + bits // 8
     if ecap == PCI_EXT_CAP_ID_REBAR:
         nbar = (cfg.hw_read(epos + 8, 1) & 0xE0) >> 5
         return 4 + nbar * 8
     if ecap == PCI_EXT_CAP_ID_DPA:
         return 16 + (cfg.hw_read(epos + 4, 1) & 0x1F) + 1
     if ecap == PCI_EXT_CAP_ID_TPH:
-        return 12
+        cap = cfg.hw_read(epos + PCI_TPH_CAP, 4)
+        if cap & PCI_TPH_CAP_LOC_MASK != PCI_TPH_LOC_CAP:
+            return PCI_TPH_BASE_SIZEOF
+        # the steering-tag table lives in the capability: one 16-bit entry per tag, ST_MASK+1 tags
+        sts = (cap & PCI_TPH_CAP_ST_MASK) >> PCI_TPH_CAP_ST_SHIFT
+        return PCI_TPH_BASE_SIZEOF + sts * 2 + 2
     return 0
 
 

@@ -261,6 +261,17 @@ class VfioPciCoreDevice:
     def pci_write_config(self, pos: int, size: int, val: int) -> None:
         self.pci.config_write(pos, (val & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
 
+    def pci_read_vpd(self, addr: int) -> Optional[int]:
+        """``pci_read_vpd`` of one dword: the host's own VPD cycle.  Past the end reads 0 (not an error);
+        None when the function has no VPD to read."""
+        if not self.pci.vpd:
+            return None
+        return int.from_bytes(self.pci.vpd_read(addr, 4).ljust(4, b"\0"), "little")
+
+    def pci_write_vpd(self, addr: int, data: int) -> bool:
+        """``pci_write_vpd`` of one dword; False when the function refuses it (unaligned, past the end)."""
+        return self.pci.vpd_write(addr, data.to_bytes(4, "little"))
+
     # -- topology and resets (drivers/pci/pci.c as seen from vfio-pci) ------------------------------
     @property
     def bdf(self) -> tuple[int, int, int, int]:
@@ -763,6 +774,8 @@ class VfioPciCoreDevice:
                 if fn is None:
                     raise KernelError(ENOTTY, f"{mig} is not implemented")
                 return int(fn(vdev, task, flags, arg))
+            if not self.pci.vfio_pci_features:
+                raise KernelError(ENOTTY, f"{self.pci.kind} is not driven by vfio-pci: no device feature {feature}")
             argsz = arg.u32(0)
             if feature == uv.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
                 return self.vfio_pci_core_pm_entry(flags, argsz)

@@ -103,6 +103,7 @@ class EduDevice(SimPciDevice):
     """The edu function: vendor 1234, device 11e8, class 00ff, BAR0 1 MiB, MSI (1 vector, 64-bit), INTA."""
 
     kind = "edu"
+    qemu_config_wmask = True  # bytes 0x40-0xff outside the MSI capability keep what is written, as in QEMU
 
     def __init__(self, *, express: bool = False, msi_vectors: int = 1, msi_maskable: bool = False,
                  msix_vectors: int = 0, pm: bool = False, rom_size: int = 0,

@@ -11,7 +11,7 @@ edu for device-initiated interrupts and DMA); what it offers is layouts.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ...uapi.pci_regs import (
     PCI_CAP_ID_SLOTID,
@@ -38,7 +38,11 @@ class GenericPciDevice(SimPciDevice):
     ``msix_bar``, ``msix_table_offset``, ``msix_pba_offset``; ``express`` (PCIe cap, FLR per ``flr``,
     AER); ``pm`` (a PM cap; ``no_soft_reset``); ``vendor_cap`` (bytes); ``hidden_cap`` (a SLOTID cap
     vfio-pci unlinks); ``hidden_ecap_first`` (a PASID ecap at 0x100 that vfio-pci masks);
-    ``rom_size``; ``irq_pin`` (1 = INTA, 0 = none).
+    ``rom_size``; ``irq_pin`` (1 = INTA, 0 = none); ``vpd`` (bytes: a VPD capability over them);
+    ``caps`` (list of ``(cap_id, body)``: raw standard capabilities, body without ID/NEXT) and ``ecaps``
+    (list of ``(cap_id, version, body)``: raw extended ones, after AER) for layouts no helper builds
+    (PCI-X, SATA, ACS with egress control, TPH, VC...); ``extended_config`` gives a 4 KiB config space
+    without the PCIe capability (a PCI-X mode 2 function).
     """
 
     kind = "pci"
@@ -47,9 +51,11 @@ class GenericPciDevice(SimPciDevice):
                  msi_maskable: bool = False, msix: int = 0, msix_bar: int = 0, msix_table_offset: int = 0x2000,
                  msix_pba_offset: Optional[int] = None, express: bool = False, flr: bool = True, pm: bool = False,
                  no_soft_reset: bool = True, vendor_cap: bytes = b"", hidden_cap: bool = False,
-                 hidden_ecap_first: bool = False, rom_size: int = 0, irq_pin: int = 1) -> None:
-        super().__init__(GENERIC_VENDOR_ID, GENERIC_DEVICE_ID, GENERIC_CLASS, revision=1, express=express,
-                         irq_pin=irq_pin)
+                 hidden_ecap_first: bool = False, rom_size: int = 0, irq_pin: int = 1, vpd: bytes = b"",
+                 caps: Sequence[tuple[int, bytes]] = (), ecaps: Sequence[tuple[int, int, bytes]] = (),
+                 extended_config: bool = False) -> None:
+        super().__init__(GENERIC_VENDOR_ID, GENERIC_DEVICE_ID, GENERIC_CLASS, revision=1,
+                         express=express or extended_config, irq_pin=irq_pin)
         if bars is None:
             bars = [{"index": 0, "size": 0x4000}]
         for spec in bars:
@@ -74,8 +80,14 @@ class GenericPciDevice(SimPciDevice):
             self.add_msix_cap(msix, bar=msix_bar, table_offset=msix_table_offset, pba_offset=msix_pba_offset)
         if vendor_cap:
             self.add_vendor_cap(vendor_cap)
+        if vpd:
+            self.add_vpd_cap(vpd)
+        for cap_id, body in caps:
+            self.add_capability(cap_id, body)
         if express:
             if hidden_ecap_first:
                 self.add_ext_capability(PCI_EXT_CAP_ID_PASID, 1, bytes(4))
             self.add_aer_ecap()
+        for cap_id, version, body in ecaps:
+            self.add_ext_capability(cap_id, version, body)
         self.finalize()

@@ -118,6 +118,7 @@ class MttyDevice(SimPciDevice):
     """The mtty sample as a PCI function: UART ports in I/O BARs, migration v2, stub DMA logging."""
 
     kind = "mtty"
+    vfio_pci_features = False  # an mdev: no device_feature op, so LOW_POWER_* are ENOTTY as on a real kernel
 
     def __init__(self, nr_ports: int = 1, migration_flags: int = ALL_MIGRATION_FLAGS,
                  dma_logging: str = "stub") -> None:

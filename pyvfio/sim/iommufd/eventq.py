@@ -5,7 +5,9 @@ works here as on any machine: it creates a FAULT object and returns a
 descriptor.  Reading it yields ``struct iommu_hwpt_pgfault`` records and
 writing it takes ``struct iommu_hwpt_page_response`` records.  No simulated
 device raises I/O page faults (none has PRI), so reads return nothing and
-every response names an unknown cookie.  The open descriptor holds a
+every response names an unknown cookie; :meth:`Fault.report` queues a record
+as a device with PRI would.  The descriptor polls as the kernel's does:
+always writable, readable only while a record waits.  The open descriptor holds a
 reference on the FAULT object (``IOMMU_DESTROY`` is EBUSY until it is closed)
 and on the iommufd itself.
 """
@@ -13,7 +15,8 @@ and on the iommufd itself.
 from __future__ import annotations
 
 import ctypes
-from typing import Optional
+import os
+from typing import Callable, Optional
 
 from ...uapi import iommufd as ui
 from ..errno import EINVAL, EOPNOTSUPP, ESPIPE, KernelError
@@ -31,11 +34,20 @@ class Fault(IommufdObject):
 
     def __init__(self, ictx: IommufdCtx) -> None:
         super().__init__(ictx)
+        self.file: Optional[FaultFile] = None
         self.file_open = False
         self.deliver: list[bytes] = []  # pending iommu_hwpt_pgfault records
 
     def external_users(self) -> int:
         return int(self.file_open)
+
+    def report(self, record: bytes) -> None:
+        """Queue one ``iommu_hwpt_pgfault`` record (what ``iommufd_fault_iopf_handler`` does for a device)."""
+        if len(record) != _FAULT_SIZE:
+            raise ValueError(f"a fault record is {_FAULT_SIZE} bytes, not {len(record)}")
+        self.deliver.append(bytes(record))
+        if self.file is not None:
+            self.file.update_poll()
 
 
 class FaultFile(File):
@@ -46,6 +58,33 @@ class FaultFile(File):
 
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
+        # in-process transport: opens a short-lived descriptor of the pipe behind the caller's one
+        self.poll_open: Optional[Callable[[], Optional[int]]] = None
+        self.readable = False
+
+    def attach_poll(self, opener: Callable[[], Optional[int]]) -> None:
+        """The transport backs this file with a pipe: keep a byte in it exactly while a fault waits."""
+        self.poll_open = opener
+        self.update_poll()
+
+    def update_poll(self) -> None:
+        pending = bool(self.fault.deliver)
+        if self.poll_open is None or pending == self.readable:
+            return
+        fd = self.poll_open()
+        if fd is None:
+            return
+        try:
+            if pending:
+                os.write(fd, b"\0")
+            else:
+                try:
+                    os.read(fd, 1)
+                except BlockingIOError:
+                    pass  # the caller read the byte behind the model's back: already not readable
+        finally:
+            os.close(fd)
+        self.readable = pending
 
     def read(self, task: Task, size: int, offset: Optional[int]) -> bytes:
         """Whole fault records only (ESPIPE otherwise, as the kernel says); nothing pending reads empty."""
@@ -54,6 +93,7 @@ class FaultFile(File):
         out = b""
         while self.fault.deliver and len(out) + _FAULT_SIZE <= size:
             out += self.fault.deliver.pop(0)
+        self.update_poll()
         return out
 
     def write(self, task: Task, data: bytes, offset: Optional[int]) -> int:
@@ -68,6 +108,8 @@ class FaultFile(File):
         raise KernelError(EINVAL, f"no outstanding fault has cookie {resp.cookie}")
 
     def release(self) -> None:
+        self.poll_open = None
+        self.fault.file = None
         self.fault.file_open = False
         self.fault.users -= 1
         self.fault.ictx.put()
@@ -84,6 +126,7 @@ def iommufd_fault_alloc(ucmd: Ucmd) -> int:
     fault.users += 1
     ictx.get()
     file = FaultFile(fault)
+    fault.file = file
     fd = ucmd.task.fd_install(file)
     cmd.out_fault_id = fault.id
     cmd.out_fault_fd = fd

@@ -1,7 +1,7 @@
 """CPR: live update of the process that owns VFIO devices (cpr-exec, cpr-transfer; legacy and iommufd).
 
 ``state`` (fd registry and the big-endian state blob), ``legacy`` and
-``iommufd`` (the per-backend steps), ``modes`` (how descriptors and state
+``iommufd`` (the per-backend steps), ``kvm`` (interrupts through KVM irqfds), ``modes`` (how descriptors and state
 reach the new process), ``blockers`` (why CPR would fail, found up front),
 ``owner`` (a small device owner built on them) and ``demo``.
 """

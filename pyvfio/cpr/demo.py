@@ -45,7 +45,8 @@ def _env() -> dict[str, str]:
 
 
 def run_old(mode: str, backend: str, mappings: int, vectors: int, *, server: Optional[str] = None,
-            fail: str = "", exec_path: Optional[str] = None, say: Callable[[str], None] = _say) -> int:
+            fail: str = "", exec_path: Optional[str] = None, say: Callable[[str], None] = _say,
+            interrupts: str = "eventfd") -> int:
     """The old process; in exec mode it only returns when the hand-off failed before exec."""
     own_server = server is None
     tmp = tempfile.mkdtemp(prefix="pyvfio-cpr-")
@@ -53,7 +54,7 @@ def run_old(mode: str, backend: str, mappings: int, vectors: int, *, server: Opt
     handle = start_server(os.path.join(tmp, "sim.sock"), devices=[spec]) if own_server else None
     path = handle.path if handle else str(server)
     k = RemoteKernel(path)
-    owner = Owner.create(k, backend, mappings=mappings, vectors=vectors)
+    owner = Owner.create(k, backend, mappings=mappings, vectors=vectors, interrupts=interrupts)
     new: Optional["subprocess.Popen[bytes]"] = None
     try:
         ok = all(owner.tick() for _ in range(TICKS))
@@ -171,6 +172,7 @@ def run_new(state: CprState, registry: FdRegistry, *, chan: Optional[socket.sock
         out = {"mode": mode, "backend": state.backend, "mappings": n, "vectors": len(owner.vectors),
                "dma_ok": ok, "interrupts_sent": owner.sent, "interrupts_received": owner.received,
                "pending_claimed": owner.pending_claimed, "lost": lost,
+               "interrupts": owner.interrupts,
                "blackout_ms": round((t1 - float(app["t_stop"]) - float(app["traffic"])) * 1000, 3),
                "traffic_ms": round(float(app["traffic"]) * 1000, 3),
                "delivery_gap_ms": round((t1 - float(app["t_stop"])) * 1000, 3), "adopt_calls": adopt_calls, "config_unchanged": untouched,
@@ -306,14 +308,25 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     p.add_argument("--server", help="use this running simulated-kernel server instead of starting one")
     p.add_argument("--fail", default="", choices=("", "receive", "remap", "verdict"),
                    help="(tests) make the new process fail at this step")
+    p.add_argument("--kvm", action="store_true",
+                   help="deliver interrupts into a KVM VM through irqfds (needs /dev/kvm) instead of "
+                        "VMM-read eventfds; the new process claims them into its own VM")
     return p
 
 
 def main_args(args: argparse.Namespace) -> int:
     if not 1 <= args.vectors <= 128 or not 1 <= args.mappings <= 4096:
         raise SystemExit("--vectors must be 1..128 and --mappings 1..4096")
+    kvm = bool(getattr(args, "kvm", False))
+    if kvm:
+        from ..irq.kvm import kvm_unavailable
+
+        why = kvm_unavailable()
+        if why is not None:
+            raise SystemExit(f"--kvm: {why}")
     try:
-        return run_old(args.mode, args.backend, args.mappings, args.vectors, server=args.server, fail=args.fail)
+        return run_old(args.mode, args.backend, args.mappings, args.vectors, server=args.server, fail=args.fail,
+                       interrupts="kvm" if kvm else "eventfd")
     except modes.CprError as e:
         print(f"pyvfio demo cpr: {e}", file=sys.stderr)
         return 4

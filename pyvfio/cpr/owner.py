@@ -7,8 +7,11 @@ re-binding or re-attaching, and the object layer has no way to adopt them.
 It drives the simulated edu: DMA RAM -> device buffer -> RAM on one mapping
 per tick, and an interrupt per tick (MSI via register 0x60 for one vector;
 MSI-X via edu's register 0x68 for several).  Interrupts are "VMM-handled"
-eventfds (no KVM): stopping delivery means no longer reading them, so what
-fires in between stays in the eventfd counters and the new side counts it.
+eventfds by default (``interrupts="eventfd"``): stopping delivery means no
+longer reading them, so what fires in between stays in the eventfd counters
+and the new side counts it.  With ``interrupts="kvm"`` they are irqfds into a
+KVM VM (:mod:`pyvfio.cpr.kvm`): stopping delivery deassigns them, and the new
+side's irqfds inject what the counters hold into its own VM's LAPIC.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..uapi.struct import alloc_flex, flex_array
 from . import iommufd as cpr_iommufd
 from . import legacy as cpr_legacy
 from .blockers import Blocker, mdev_blockers, require_none
+from .kvm import KvmDelivery
 from .state import MAPPING_FILE, CprState, DeviceRecord, FdRegistry, MappingRecord, VectorRecord, vector_name
 
 PAGE = 4096
@@ -109,17 +113,27 @@ class Owner:
         self.tick_no = 0
         self.delivering = True
         self.vaddr_invalid = False
+        self.interrupts = "eventfd"
+        self.kvm: Optional[KvmDelivery] = None
+        #: new side, KVM delivery: vectors whose eventfd counted at the claim, and those never injected
+        self.pending_vectors: list[int] = []
+        self.lost_vectors: list[int] = []
 
     # -- creating (the first process) ----------------------------------------------------------------
     @classmethod
     def create(cls, kernel: Any, backend: str, *, device: str = "0000:00:03.0", group: int = 0,
                cdev: str = "/dev/vfio/devices/vfio0", mappings: int = 4, vectors: int = 1,
-               file_backed: bool = True) -> "Owner":
+               file_backed: bool = True, interrupts: str = "eventfd") -> "Owner":
+        if interrupts not in ("eventfd", "kvm"):
+            raise ValueError(f"interrupts={interrupts!r}: expected 'eventfd' (VMM-handled) or 'kvm' (irqfds)")
         o = cls(kernel, backend, device)
+        o.interrupts = interrupts
         try:
             o._open(group, cdev)
             o._map(mappings, file_backed)
             o._irqs(vectors)
+            if interrupts == "kvm":
+                o.kvm = KvmDelivery(o.vectors)
         except BaseException:
             o.close()
             raise
@@ -250,6 +264,10 @@ class Owner:
         """Read every vector's eventfd (only while delivering); returns how many interrupts were taken."""
         if not self.delivering:
             return 0
+        if self.kvm is not None:  # KVM consumes the eventfds; what it injected is in the LAPIC
+            n = len(self.kvm.take())
+            self.received += n
+            return n
         got = 0
         for efd in self.vectors:
             try:
@@ -265,6 +283,8 @@ class Owner:
         self.tick_no += 1
         ok = self.dma(i % len(self.mappings), i)
         self.raise_irq(i % len(self.vectors))
+        if self.kvm is not None and self.delivering:
+            self.kvm.wait([i % len(self.vectors)])  # irqfd injection may run from a work queue
         self.poll()
         return ok
 
@@ -289,6 +309,9 @@ class Owner:
     def stop_delivery(self) -> None:
         """Seed-001 step 1: stop consuming the eventfds, so whatever fires now stays in their counters."""
         self.poll()
+        if self.kvm is not None and self.kvm.assigned:
+            self.kvm.deassign()
+            self.received += len(self.kvm.take())  # injected while the deassign ran
         self.delivering = False
 
     def prepare(self) -> tuple[FdRegistry, CprState]:
@@ -305,7 +328,7 @@ class Owner:
                       vectors=[VectorRecord(self.device, self.irq_index, v) for v in range(len(self.vectors))])
         # the config space as the kernel shows it: the new side checks the device came through untouched
         st.config[self.device] = bytes(self.kernel.pread(self.device_fd, 256, CONFIG))
-        st.app.update(sent=self.sent, received=self.received, tick=self.tick_no)
+        st.app.update(sent=self.sent, received=self.received, tick=self.tick_no, interrupts=self.interrupts)
         return st
 
     def config_unchanged(self, state: CprState) -> bool:
@@ -319,6 +342,10 @@ class Owner:
             self.vaddr_invalid = False
         elif self.backend == "iommufd":
             cpr_iommufd.change_process(self.kernel, self.iommufd_fd)  # undoes a new side that got that far
+        if self.kvm is not None and not self.kvm.assigned:
+            pending = [n for n, c in enumerate(self.kvm.pending()) if c]
+            self.kvm.assign()  # the old VM takes back what waited in the counters
+            self.kvm.wait(pending)
         self.delivering = True
         self.poll()
 
@@ -344,6 +371,7 @@ class Owner:
         o.sent = int(state.app.get("sent", 0))
         o.received = int(state.app.get("received", 0))
         o.tick_no = int(state.app.get("tick", 0))
+        o.interrupts = str(state.app.get("interrupts", "eventfd"))
         if state.vectors:
             o.irq_index = state.vectors[0].index
         o.vectors = [registry.require_fd(vector_name(v.device), v.vector) for v in state.vectors]
@@ -366,12 +394,22 @@ class Owner:
         or at once after exec): if the new side consumed the counters and then
         died before confirming, the old side could never see those interrupts.
         """
+        if self.interrupts == "kvm" and self.kvm is None:
+            # a new VM (the old one's descriptor is bound to the old address space); routes, then irqfds
+            self.kvm = KvmDelivery(self.vectors, assign=False)
+            self.pending_vectors = [n for n, c in enumerate(self.kvm.pending()) if c]
+            self.kvm.assign()
+            self.lost_vectors = sorted(self.kvm.wait(self.pending_vectors))
         self.delivering = True
         self.pending_claimed = self.poll()
         return self.pending_claimed
 
     def close(self) -> None:
         """Close everything this process holds (the kernel objects live on while another process holds them)."""
+        kvm = getattr(self, "kvm", None)
+        if kvm is not None:
+            kvm.close()
+            self.kvm = None
         if self.ram is not None:
             try:
                 self.ram.close()

@@ -32,11 +32,17 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ..uapi import vfio as uv
 from .errno import EFAULT, KernelError
 from ..uapi.pci_regs import (
+    PCI_AF_CAP,
+    PCI_AF_CAP_FLR,
+    PCI_AF_CAP_TP,
+    PCI_AF_CTRL,
+    PCI_AF_CTRL_FLR,
     PCI_BASE_ADDRESS_0,
     PCI_BASE_ADDRESS_5,
     PCI_BASE_ADDRESS_MEM_TYPE_64,
     PCI_BIST,
     PCI_CACHE_LINE_SIZE,
+    PCI_CAPABILITY_LIST,
     PCI_CAP_ID_AF,
     PCI_CAP_ID_AGP,
     PCI_CAP_ID_EXP,
@@ -52,13 +58,16 @@ from ..uapi.pci_regs import (
     PCI_CAP_LIST_ID,
     PCI_CAP_LIST_NEXT,
     PCI_CAP_MSIX_SIZEOF,
-    PCI_CAPABILITY_LIST,
+    PCI_CAP_PCIX_SIZEOF_V0,
+    PCI_CAP_PCIX_SIZEOF_V1,
+    PCI_CAP_SIZEOF,
     PCI_CFG_SPACE_SIZE,
     PCI_COMMAND,
     PCI_COMMAND_INTX_DISABLE,
     PCI_COMMAND_IO,
     PCI_COMMAND_MEMORY,
     PCI_DEVICE_ID,
+    PCI_DVSEC_HEADER1,
     PCI_ERR_CAP,
     PCI_ERR_COR_MASK,
     PCI_ERR_COR_STATUS,
@@ -72,12 +81,15 @@ from ..uapi.pci_regs import (
     PCI_EXP_DEVCTL2,
     PCI_EXP_DEVCTL2_ARI,
     PCI_EXP_DEVCTL_BCR_FLR,
+    PCI_EXP_DEVCTL_PAYLOAD,
     PCI_EXP_DEVCTL_PHANTOM,
+    PCI_EXP_DEVCTL_READRQ,
     PCI_EXP_FLAGS,
     PCI_EXP_FLAGS_TYPE,
     PCI_EXP_FLAGS_VERS,
     PCI_EXP_TYPE_RC_END,
     PCI_EXT_CAP_ID,
+    PCI_EXT_CAP_ID_ACS,
     PCI_EXT_CAP_ID_ARI,
     PCI_EXT_CAP_ID_ATS,
     PCI_EXT_CAP_ID_DPA,
@@ -91,7 +103,6 @@ from ..uapi.pci_regs import (
     PCI_EXT_CAP_ID_PWR,
     PCI_EXT_CAP_ID_REBAR,
     PCI_EXT_CAP_ID_SRIOV,
-    PCI_EXT_CAP_ID_ACS,
     PCI_EXT_CAP_ID_TPH,
     PCI_EXT_CAP_ID_VC,
     PCI_EXT_CAP_ID_VC9,
@@ -123,10 +134,20 @@ from ..uapi.pci_regs import (
     PCI_PM_SIZEOF,
     PCI_ROM_ADDRESS,
     PCI_ROM_ADDRESS_ENABLE,
+    PCI_SATA_REGS,
+    PCI_SATA_REGS_INLINE,
+    PCI_SATA_REGS_MASK,
+    PCI_SATA_SIZEOF_LONG,
+    PCI_SATA_SIZEOF_SHORT,
     PCI_STATUS,
     PCI_STATUS_CAP_LIST,
     PCI_STD_HEADER_SIZEOF,
     PCI_VENDOR_ID,
+    PCI_VNDR_HEADER,
+    PCI_VPD_ADDR,
+    PCI_VPD_ADDR_F,
+    PCI_VPD_DATA,
+    PCI_X_CMD,
 )
 from .pci_device import (
     msi_cap_size,
@@ -138,29 +159,8 @@ if TYPE_CHECKING:
 PCI_CAP_ID_BASIC = 0  # the fake capability id owning the standard header
 PCI_CAP_ID_INVALID = 0xFF  # a byte no capability owns: raw pass-through
 PCI_CAP_ID_INVALID_VIRT = 0xFE  # a byte fully virtualized (quirks)
-PCI_CAP_SIZEOF = 4
-PCI_EXP_DEVCTL_PAYLOAD = 0x00E0
-PCI_EXP_DEVCTL_READRQ = 0x7000
-PCI_AF_CAP = 3
-PCI_AF_CAP_TP = 0x01
-PCI_AF_CAP_FLR = 0x02
-PCI_AF_CTRL = 4
-PCI_AF_CTRL_FLR = 0x01
 PCI_PWR_DATA = 4
-PCI_VNDR_HEADER = 4
-PCI_DVSEC_HEADER1 = 4
-PCI_SATA_REGS = 4  # SATA: the byte whose low nibble says where the registers are
-PCI_SATA_REGS_MASK = 0xF
-PCI_SATA_REGS_INLINE = 0xF  # ... in the capability itself: the long form
-PCI_SATA_SIZEOF_SHORT = 8
-PCI_SATA_SIZEOF_LONG = 16
-PCI_X_CMD = 2
 PCI_X_ECC_CSR = 8
-PCI_CAP_PCIX_SIZEOF_V0 = 8
-PCI_CAP_PCIX_SIZEOF_V1 = 24  # mode 2 (versions 1 and 2)
-PCI_VPD_ADDR = 2
-PCI_VPD_ADDR_F = 0x8000
-PCI_VPD_DATA = 4
 PCI_ACS_CAP = 4
 PCI_ACS_EC = 0x20  # egress control: an egress control vector follows the control register
 PCI_ACS_EGRESS_BITS = 5

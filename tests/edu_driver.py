@@ -18,6 +18,7 @@ import struct
 import time
 from typing import Any
 
+from conftest import EduDevice
 from pyvfio.uapi import vfio
 from pyvfio.uapi.struct import alloc_flex, flex_array
 
@@ -164,3 +165,36 @@ class Device:
 
     def disable_irq(self, index: int) -> None:
         self.irq_action(index, vfio.VFIO_IRQ_SET_ACTION_TRIGGER, count=0)
+
+
+class Legacy:
+    """An opened container + group + device fd (type1v2), closed in reverse order."""
+
+    def __init__(self, kernel: Any, edu: EduDevice) -> None:
+        self.kernel = kernel
+        self.container = kernel.open("/dev/vfio/vfio")
+        self.group = kernel.open(f"/dev/vfio/{edu.group}")
+        kernel.ioctl(self.group, vfio.VFIO_GROUP_SET_CONTAINER, ctypes.c_int32(self.container))
+        kernel.ioctl(self.container, vfio.VFIO_SET_IOMMU, vfio.VFIO_TYPE1v2_IOMMU)
+        self.device = Device(kernel, kernel.ioctl(self.group, vfio.VFIO_GROUP_GET_DEVICE_FD,
+                                                  ctypes.create_string_buffer(edu.address.encode())))
+        self.device.ack_irq()  # the real edu keeps its IRQ status across opens
+        self.bar0 = self.device.region(vfio.VFIO_PCI_BAR0_REGION_INDEX)
+
+    def pread(self, reg: int, size: int) -> bytes:
+        """``size`` bytes of BAR0 at ``reg`` through the device fd."""
+        return bytes(self.kernel.pread(self.device.fd, size, self.bar0.offset + reg))
+
+    def map(self, vaddr: int, iova: int, size: int,
+            flags: int = vfio.VFIO_DMA_MAP_FLAG_READ | vfio.VFIO_DMA_MAP_FLAG_WRITE) -> None:
+        m = argsz(vfio.vfio_iommu_type1_dma_map, flags=flags, vaddr=vaddr, iova=iova, size=size)
+        self.kernel.ioctl(self.container, vfio.VFIO_IOMMU_MAP_DMA, m)
+
+    def unmap(self, iova: int, size: int, flags: int = 0) -> int:
+        u = argsz(vfio.vfio_iommu_type1_dma_unmap, flags=flags, iova=iova, size=size)
+        self.kernel.ioctl(self.container, vfio.VFIO_IOMMU_UNMAP_DMA, u)
+        return int(u.size)
+
+    def close(self) -> None:
+        for fd in (self.device.fd, self.group, self.container):
+            self.kernel.close(fd)

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import EduDevice, real_kernel_requested, require_linux
-from edu_driver import EDU_BUFFER, EDU_IDENT, EDU_IDENT_VALUE, EDU_LIVENESS, PAGE, Device, address_of, argsz
+from edu_driver import EDU_BUFFER, EDU_IDENT, EDU_IDENT_VALUE, EDU_LIVENESS, PAGE, Legacy, address_of, argsz
 from pyvfio.uapi import iommufd as iu
 from pyvfio.uapi import vfio
 from pyvfio.uapi.struct import alloc_flex, flex_array
@@ -44,28 +44,6 @@ VTD_CAP_REG, VTD_ECAP_REG = 0xD2008C22260286, 0xF00F4A
 IOVA = 0x100000  # below the edu's 28-bit DMA mask
 EDU_DMA_SRC = 0x80
 ERR = vfio.VFIO_PCI_ERR_IRQ_INDEX
-
-
-class Legacy:
-    """Container (type1v2) + group + edu device fd."""
-
-    def __init__(self, kernel: Any, edu: EduDevice) -> None:
-        self.kernel = kernel
-        self.container = kernel.open("/dev/vfio/vfio")
-        self.group = kernel.open(f"/dev/vfio/{edu.group}")
-        kernel.ioctl(self.group, vfio.VFIO_GROUP_SET_CONTAINER, ctypes.c_int32(self.container))
-        kernel.ioctl(self.container, vfio.VFIO_SET_IOMMU, vfio.VFIO_TYPE1v2_IOMMU)
-        self.device = Device(kernel, kernel.ioctl(self.group, vfio.VFIO_GROUP_GET_DEVICE_FD,
-                                                  ctypes.create_string_buffer(edu.address.encode())))
-        self.device.ack_irq()
-        self.bar0 = self.device.region(vfio.VFIO_PCI_BAR0_REGION_INDEX)
-
-    def pread(self, reg: int, size: int) -> bytes:
-        return bytes(self.kernel.pread(self.device.fd, size, self.bar0.offset + reg))
-
-    def close(self) -> None:
-        for fd in (self.device.fd, self.group, self.container):
-            self.kernel.close(fd)
 
 
 @pytest.fixture

@@ -376,3 +376,41 @@ def test_precopy_reinit_resends_init_marker_and_delays_switchover() -> None:
     assert stats.precopy_rounds == 3  # two REINIT rounds, then convergence
     assert stream.count(init_sent) == 2  # rounds 1 and 2 each end with one (REINIT reset it)
     src.close()
+
+
+def test_unchecked_data_stream_migrates_and_is_flagged() -> None:
+    """data_checksum=False: the header says so, and the destination still ends in the source's state."""
+    src, dst = SimHost(npages=0), SimHost(npages=0)
+    stir_uart(src)
+    parts: list[bytes] = []
+    a, b = socket.socketpair()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        send, recv = socket_transport(b)
+
+        def tee(n: int) -> bytes:
+            data = recv(n)
+            parts.append(data)
+            return data
+
+        try:
+            box["image"] = migrate_in(dst.mig, send, tee, local=dst.setup)
+        except Exception as e:
+            box["error"] = e
+        finally:
+            b.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    send, recv = socket_transport(a)
+    migrate_out(src.mig, send, recv, setup=src.setup, data_checksum=False)
+    a.close()
+    t.join(10)
+    assert "error" not in box, box
+    assert struct.unpack(">HHI", b"".join(parts)[8:16]) == (1, 1, 1)
+    src.mig.set_state(RUNNING)
+    assert snapshot_device_state(dst.mig) == snapshot_device_state(src.mig)
+    assert uart_state(dst) == uart_state(src)
+    for h in (src, dst):
+        h.close()

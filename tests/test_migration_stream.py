@@ -17,16 +17,17 @@ import zlib
 import pytest
 
 from pyvfio.migration.stream import (
-    MAGIC, MARKER_BASE, OPTIONAL, CorruptStream, IncompatibleStream, Section, Setup, StreamWriter,
+    FLAG_DATA_UNCHECKED, MAGIC, MARKER_BASE, OPTIONAL, CorruptStream, IncompatibleStream, Section, Setup, StreamWriter,
     TruncatedStream, pack_memory, parse_stream,
 )
 
 SETUP = Setup(migration_flags=7, stop_copy_length=60, vendor=0x4348, device=0x3253, name="4348:3253")
 
 
-def build(*, minor: int = 0, extra: list[tuple[int, bytes]] = (), memory: bool = True) -> bytes:  # type: ignore[assignment]
+def build(*, minor: int = 0, extra: list[tuple[int, bytes]] = (), memory: bool = True,  # type: ignore[assignment]
+          data_checksum: bool = True) -> bytes:
     parts: list[bytes] = []
-    w = StreamWriter(parts.append, minor=minor)
+    w = StreamWriter(parts.append, minor=minor, data_checksum=data_checksum)
     w.setup(SETUP)
     w.section(Section.RAW_CONFIG, bytes(range(256)))
     for kind, payload in extra:
@@ -88,6 +89,36 @@ def test_every_single_byte_flip_is_caught() -> None:
         bad[pos] ^= 1 << rng.randrange(8)
         with pytest.raises((CorruptStream, IncompatibleStream, TruncatedStream)):
             parse_stream(bytes(bad))
+
+
+def test_data_unchecked_flag_round_trip_and_what_it_still_catches() -> None:
+    """FLAG_DATA_UNCHECKED: a flipped DATA payload byte passes, every other byte flip is still caught."""
+    raw = build(minor=1, memory=False, data_checksum=False)
+    assert struct.unpack(">HHI", raw[8:16]) == (1, 1, FLAG_DATA_UNCHECKED)
+    img = parse_stream(raw)
+    assert img.device_bytes == b"H" * 24 + b"P" * 36 and img.version == (1, 1)
+    payload_at = {raw.index(b"H" * 24) + i for i in range(24)} | {raw.index(b"P" * 36) + i for i in range(36)}
+    for pos in range(len(raw)):
+        bad = bytearray(raw)
+        bad[pos] ^= 0x10
+        if pos in payload_at:
+            assert parse_stream(bytes(bad)).device_bytes != img.device_bytes  # the trade: not detected
+        else:
+            with pytest.raises((CorruptStream, IncompatibleStream, TruncatedStream)):
+                parse_stream(bytes(bad))
+
+
+def test_header_flags_unknown_or_before_1_1_incompatible() -> None:
+    def flagged(raw: bytes, minor: int, flags: int) -> bytes:
+        head = raw[:10] + struct.pack(">HI", minor, flags)
+        return head + struct.pack(">I", zlib.crc32(head)) + raw[20:]
+
+    with pytest.raises(IncompatibleStream, match="flags 0x2"):
+        parse_stream(flagged(build(minor=1), 1, 2))
+    with pytest.raises(IncompatibleStream, match=r"flags 0x1 in version 1\.0"):
+        parse_stream(flagged(build(), 0, FLAG_DATA_UNCHECKED))
+    with pytest.raises(ValueError, match="1.1"):
+        StreamWriter(lambda b: None, minor=0, data_checksum=False)
 
 
 def test_bad_magic() -> None:

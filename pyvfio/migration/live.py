@@ -160,7 +160,8 @@ def _send_memory(writer: StreamWriter, memory: GuestMemory, bitmap: Optional[byt
 def migrate_out(mdev: MigrationDevice, send: Callable[[bytes], object], recv_exact: Callable[[int], bytes], *,
                 setup: Setup, precopy: bool = True, max_rounds: int = 8, memory: Optional[GuestMemory] = None,
                 raw_config: Optional[bytes] = None, between_rounds: Optional[Callable[[int], None]] = None,
-                converge_pages: int = 0, config_state: Optional[Callable[[], bytes]] = None) -> MigrationStats:
+                converge_pages: int = 0, config_state: Optional[Callable[[], bytes]] = None,
+                data_checksum: bool = True) -> MigrationStats:
     """Send the device (and ``memory``) to a destination; on success the source device ends in STOP.
 
     ``between_rounds(n)`` runs after pre-copy round ``n`` (a test or demo
@@ -168,7 +169,9 @@ def migrate_out(mdev: MigrationDevice, send: Callable[[bytes], object], recv_exa
     initial or dirty bytes left and at most ``converge_pages`` pages got
     dirty, or after ``max_rounds``.  ``config_state()`` (e.g. ``lambda:
     pyvfio.pci.state.save_state(vc)``) is called once the device is stopped,
-    as QEMU saves config in its non-iterative stage.  Any failure -- transport, kernel, a
+    as QEMU saves config in its non-iterative stage.  ``data_checksum=False``
+    leaves device data payloads out of the stream's CRCs
+    (:data:`~pyvfio.migration.stream.FLAG_DATA_UNCHECKED`).  Any failure -- transport, kernel, a
     rejecting destination -- closes the session and leaves the device
     RUNNING before the exception propagates.
     """
@@ -188,7 +191,7 @@ def migrate_out(mdev: MigrationDevice, send: Callable[[bytes], object], recv_exa
                 raise RemoteFailure(f"destination rejected the stream: {reason}") from e
             raise
 
-    writer = StreamWriter(send_or_explain)
+    writer = StreamWriter(send_or_explain, data_checksum=data_checksum)
     try:
         writer.setup(setup)
         if raw_config is not None:

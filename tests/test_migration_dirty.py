@@ -11,7 +11,6 @@ import ctypes
 import errno
 import mmap
 import random
-import time
 from typing import Any, Iterator
 
 import pytest
@@ -71,18 +70,18 @@ def test_dirty_ranges_iova_and_length_clip() -> None:
     assert bitmap_bytes(PAGE, PAGE) == 8 and bitmap_bytes(65 * PAGE, PAGE) == 16
 
 
-def test_scanner_microbenchmark_figure() -> None:
-    """128 GiB of guest at 4 KiB pages (4 MiB bitmap), 0.1% dirty: well under a second in pure Python."""
+def test_scanner_on_a_128_gib_guest_bitmap() -> None:
+    """128 GiB of guest at 4 KiB pages (4 MiB bitmap), 0.1% dirty: every dirty page in exactly one run.
+
+    Speed is measured by ``python3 -m pyvfio.migration.bench``, not here."""
     rng = random.Random(1)
     nbits = (4 << 20) * 8
     bm = bytearray(4 << 20)
     for i in rng.sample(range(nbits), nbits // 1000):
         bm[i >> 3] |= 1 << (i & 7)
-    t = time.perf_counter()
     runs = dirty_page_runs(bytes(bm))
-    elapsed = time.perf_counter() - t
     assert sum(n for _, n in runs) == nbits // 1000
-    assert elapsed < 1.0, f"{elapsed:.3f} s for a 4 MiB bitmap"
+    assert all(a + n < b for (a, n), (b, _) in zip(runs, runs[1:]))  # ordered, disjoint, merged
 
 
 # --- device DMA logging --------------------------------------------------------------------------

@@ -162,3 +162,75 @@ def test_stream_parse_of_real_device(mtty: Callable[[], Mtty]) -> None:
     image = parse_stream(b"".join(parts))
     assert image.setup is not None and (image.setup.vendor, image.setup.device) == (0x4348, 0x3253)
     assert len(image.device_bytes) == 60
+
+
+def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty]) -> None:
+    """Source and destination in different processes, each opening its own mtty through its own descriptors.
+
+    The destination is a forked child that opens the second device itself (a fresh container and
+    group), takes the stream from a socket and reports what its UART shows.  It needs a kernel both
+    processes reach: the real one, or the simulated kernel in its server process."""
+    import json
+
+    from conftest import sim_server_requested
+
+    if not (real_kernel_requested() or sim_server_requested()):
+        pytest.skip("the in-process simulated kernel is private to one process: run with PYVFIO_KERNEL=real or "
+                    "sim-server (tests/test_migration_live.py migrates between two simulated machines)")
+    src = mtty()
+    if real_kernel_requested():
+        uid = str(uuid.uuid4())
+        (MTTY_TYPE / "create").write_text(uid)
+        dev = Path("/sys/bus/mdev/devices") / uid
+        target = (int(os.path.basename(os.readlink(dev / "iommu_group"))), uid)
+    else:
+        vdev = kernel.add_device("mtty")
+        target = (int(vdev.group_id), vdev.name)
+    src.uart_write(7, 0xA5)
+    src.uart_write(3, 0x1B)
+    for ch in b"ok":
+        src.uart_write(0, ch)
+    setup = device_setup(src.mig, read_config(src.k, src.fd))
+    a, b = socket.socketpair()
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # destination process
+        status = 1
+        try:
+            a.close()
+            os.close(report_r)
+            if real_kernel_requested():
+                from pyvfio.kernel import Linux
+                k: Any = Linux()
+            else:
+                from pyvfio.sim.remote import RemoteKernel
+                k = RemoteKernel(kernel.socket_path)
+            dst = Mtty(k, *target)
+            send, recv = socket_transport(b)
+            try:
+                migrate_in(dst.mig, send, recv, local=device_setup(dst.mig, read_config(k, dst.fd)))
+                out = {"pid": os.getpid(), "state": dst.mig.state, "scr": dst.uart_read(7), "lcr": dst.uart_read(3),
+                       "rx": [dst.uart_read(0) for _ in range(2)]}
+            except Exception as e:
+                out = {"error": f"{type(e).__name__}: {e}"}
+            dst.close()
+            os.write(report_w, json.dumps(out).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    b.close()
+    os.close(report_w)
+    try:
+        send, recv = socket_transport(a)
+        stats = migrate_out(src.mig, send, recv, setup=setup)
+        with os.fdopen(report_r, "rb") as f:
+            report = json.loads(f.read() or b"{}")
+    finally:
+        a.close()
+        _, status = os.waitpid(pid, 0)
+        if real_kernel_requested():
+            (dev / "remove").write_text("1")
+    assert os.waitstatus_to_exitcode(status) == 0 and "error" not in report, report
+    assert report["pid"] != os.getpid() and report["state"] == RUNNING
+    assert (report["scr"], report["lcr"], bytes(report["rx"])) == (0xA5, 0x1B, b"ok")
+    assert stats.ok and stats.bytes_device == 60 and src.mig.state == STOP

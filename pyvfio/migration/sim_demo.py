@@ -8,13 +8,16 @@ memory mapped for DMA with the container's dirty tracking on.  The guest's
 (the simulated device's DMA path, which is what dirty tracking observes) and
 the driver poking the UART.  :func:`destination_main` is the entry point of
 the destination process; it reports what it received over a
-``multiprocessing`` connection.
+``multiprocessing`` connection.  The two ends talk over loopback TCP, or --
+with ``run_demo(netns=True)`` -- across a veth link between two network
+namespaces (:mod:`.netns`), which is as close to two hosts as one machine gets.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import socket
 from typing import Any, Optional
 
@@ -141,13 +144,26 @@ def drain_fifo(host: SimHost) -> bytes:
 
 
 def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_options: Optional[dict[str, Any]]
-                     = None) -> None:
-    """Destination process: listen on loopback, send the port, take one migration, report the outcome."""
+                     = None, listen: str = "127.0.0.1", netns_path: Optional[str] = None) -> None:
+    """Destination process: listen on ``listen``, send the port, take one migration, report the outcome.
+
+    With ``netns_path`` the process first moves into that network namespace
+    (see :mod:`.netns`), so the listening socket -- and everything the
+    process does on the network -- lives there; the report's ``netns`` says
+    where it ended up.  A failure before listening is reported too, so the
+    parent learns why no port came instead of waiting for one.
+    """
     host = SimHost(npages, **(mtty_options or {}))
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv: Optional[socket.socket] = None
     result: dict[str, Any] = {}
     try:
-        srv.bind(("127.0.0.1", 0))
+        if netns_path is not None:
+            from . import netns
+
+            netns.enter(netns_path)  # before any socket exists: a socket stays in the namespace it was made in
+        result["netns"] = os.readlink("/proc/self/ns/net")
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind((listen, 0))
         srv.listen(1)
         port_conn.send(srv.getsockname()[1])
         conn, _ = srv.accept()
@@ -164,86 +180,126 @@ def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_op
                               memory=host.memory.read(host.memory.base_iova, host.memory.size)
                               if host.memory else b"",
                               fifo=drain_fifo(host), raw_config=image.raw_config)
+    except Exception as e:  # before a connection existed (entering the namespace, binding): tell the parent
+        result.update(ok=False, error=f"{type(e).__name__}: {e}")
+        raise
     finally:
-        srv.close()
+        if srv is not None:
+            srv.close()
         host.close()
         result_conn.send(result)
 
 
 def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rounds: int = 8,
-             progress: Optional[Any] = None) -> dict[str, Any]:
+             progress: Optional[Any] = None, netns: bool = False) -> dict[str, Any]:
     """The whole two-process migration on simulated kernels; returns the summary the CLI prints as JSON.
 
     ``dirty_rate`` is how many guest pages the device's DMA dirties after
     each pre-copy round (for the first ``rounds - 1`` rounds, so pre-copy
     converges).  ``progress(text)`` gets one line per step.  Keys:
     ``precopy_rounds, bytes_device, bytes_memory, bytes_stream, downtime_ms,
-    state_ok, memory_ok, ok`` (and ``error`` when the migration failed).
+    state_ok, memory_ok, ok, transport`` (and ``error`` when the migration failed).
+
+    ``netns=True`` puts the two ends in two fresh network namespaces joined
+    by a veth pair (:func:`.netns.veth_pair`): the destination process lives
+    in one, the source's connection is made from the other, so the stream
+    crosses a link between two network stacks rather than loopback.  This
+    process's own namespace never changes, and the namespaces are gone when
+    this returns (``transport`` is ``"veth-netns"`` instead of ``"tcp-loopback"``).
     """
+    import contextlib
     import multiprocessing
     import multiprocessing.connection
-    import os
 
     say = progress or (lambda text: None)
-    # A real type1 container reports every mapped page dirty for a physical device, so pre-copy of guest
-    # memory could never converge; the demo models an IOMMU with page-accurate dirty tracking instead
-    # (what iommufd HWPT dirty tracking or device DMA logging give a VMM) and says so.
-    from ..sim import vfio_iommu_type1
-
-    saved_precise = vfio_iommu_type1.precise_dirty_tracking
-    vfio_iommu_type1.precise_dirty_tracking = True
-    say("source: the simulated IOMMU tracks dirty pages exactly (a real type1 container would report all of them)")
-    ctx = multiprocessing.get_context("spawn")
-    port_r, port_w = ctx.Pipe(duplex=False)
-    res_r, res_w = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=destination_main, args=(port_w, res_w, npages))
-    src = SimHost(npages)
     summary: dict[str, Any] = {"precopy_rounds": 0, "bytes_device": 0, "bytes_memory": 0, "bytes_stream": 0,
-                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "ok": False}
-    try:
-        stir_uart(src)
-        src.device_dma(0, os.urandom(npages * PAGE // 2))
-        say(f"source: mtty {src.vdev.name} with UART state, {npages} pages of guest memory")
-        proc.start()
-        if not port_r.poll(30):
-            raise RuntimeError("the destination process did not start")
-        port = port_r.recv()
-        say(f"destination: listening on 127.0.0.1:{port} (pid {proc.pid})")
+                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "ok": False,
+                               "transport": "veth-netns" if netns else "tcp-loopback"}
+    with contextlib.ExitStack() as stack:
+        # Set up first and torn down last: the destination process must have exited before the namespaces'
+        # descriptors close, or it would keep its namespace (and the veth) alive past our return.
+        link = None
+        if netns:
+            from .netns import veth_pair
 
-        def work(rnd: int) -> None:
-            say(f"pre-copy round {rnd} sent")
-            if rnd < rounds:
-                for i in range(dirty_rate):
-                    src.device_dma(((rnd * 7 + i * 13) % npages) * PAGE, os.urandom(64))
-                src.uart_write(0, ord("0") + rnd % 10)
+            link = stack.enter_context(veth_pair())
+            say(f"network: two new network namespaces joined by a veth pair: {link.describe()}")
+        listen = str(link.b_addr.ip) if link else "127.0.0.1"
+        # A real type1 container reports every mapped page dirty for a physical device, so pre-copy of guest
+        # memory could never converge; the demo models an IOMMU with page-accurate dirty tracking instead
+        # (what iommufd HWPT dirty tracking or device DMA logging give a VMM) and says so.
+        from ..sim import vfio_iommu_type1
 
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            try:
-                stats = src.migrate_out(sock, precopy=precopy, max_rounds=rounds, between_rounds=work)
-            except Exception as e:
-                summary["error"] = f"{type(e).__name__}: {e}"
-                say(f"migration failed: {summary['error']}; source device is {state_name(src.mig.state)}")
-                stats = None
-        ready = multiprocessing.connection.wait([res_r, proc.sentinel], 30)
-        report = res_r.recv() if res_r in ready or res_r.poll(0.5) else {}
-        if stats is not None:
-            say(f"stop-and-copy done: downtime {stats.downtime_ms:.1f} ms")
-            src.mig.set_state(RUNNING)  # running again, to take the reference snapshot
-            summary.update(precopy_rounds=stats.precopy_rounds, bytes_device=stats.bytes_device,
-                           bytes_memory=stats.bytes_memory, bytes_stream=stats.bytes_stream,
-                           downtime_ms=round(stats.downtime_ms, 3))
-            summary["state_ok"] = bool(report.get("ok")) and \
-                report.get("snapshot") == snapshot_device_state(src.mig) and report.get("uart") == uart_state(src)
-            assert src.memory is not None
-            summary["memory_ok"] = report.get("memory") == bytes(src.memory.buf)
-            summary["ok"] = summary["state_ok"] and summary["memory_ok"]
-            say(f"destination: device state {'matches' if summary['state_ok'] else 'DIFFERS'}, memory "
-                f"{'matches' if summary['memory_ok'] else 'DIFFERS'}")
-    finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        src.close()
-        vfio_iommu_type1.precise_dirty_tracking = saved_precise
+        saved_precise = vfio_iommu_type1.precise_dirty_tracking
+        vfio_iommu_type1.precise_dirty_tracking = True
+        stack.callback(setattr, vfio_iommu_type1, "precise_dirty_tracking", saved_precise)
+        say("source: the simulated IOMMU tracks dirty pages exactly (a real type1 container would report all of "
+            "them)")
+        ctx = multiprocessing.get_context("spawn")
+        port_r, port_w = ctx.Pipe(duplex=False)
+        res_r, res_w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=destination_main,
+                           args=(port_w, res_w, npages, None, listen, link.b.path if link else None))
+        src = SimHost(npages)
+        try:
+            stir_uart(src)
+            src.device_dma(0, os.urandom(npages * PAGE // 2))
+            say(f"source: mtty {src.vdev.name} with UART state, {npages} pages of guest memory")
+            proc.start()
+            if port_r not in multiprocessing.connection.wait([port_r, proc.sentinel], 30):
+                failure = res_r.recv().get("error") if res_r.poll(0.5) else None
+                raise RuntimeError(f"the destination process did not start listening: {failure or 'no answer'}")
+            port = port_r.recv()
+            say(f"destination: listening on {listen}:{port} (pid {proc.pid}"
+                + (f", in namespace {link.b})" if link else ")"))
+
+            def work(rnd: int) -> None:
+                say(f"pre-copy round {rnd} sent")
+                if rnd < rounds:
+                    for i in range(dirty_rate):
+                        src.device_dma(((rnd * 7 + i * 13) % npages) * PAGE, os.urandom(64))
+                    src.uart_write(0, ord("0") + rnd % 10)
+
+            def connect() -> socket.socket:
+                # bounded, so a link that drops the SYN fails the demo instead of hanging it; the migration
+                # itself then runs on a blocking socket as before
+                sock = socket.create_connection((listen, port), timeout=30)
+                sock.settimeout(None)
+                return sock
+
+            # Only the socket has to be made inside namespace A: it keeps that namespace for life, so the
+            # migration itself can run on this thread.
+            sock = link.a.run(connect) if link else connect()
+            with sock:
+                if link:
+                    local = sock.getsockname()
+                    say(f"source: connected from {local[0]}:{local[1]} in namespace {link.a} to {listen}:{port}")
+                try:
+                    stats = src.migrate_out(sock, precopy=precopy, max_rounds=rounds, between_rounds=work)
+                except Exception as e:
+                    summary["error"] = f"{type(e).__name__}: {e}"
+                    say(f"migration failed: {summary['error']}; source device is {state_name(src.mig.state)}")
+                    stats = None
+            ready = multiprocessing.connection.wait([res_r, proc.sentinel], 30)
+            report = res_r.recv() if res_r in ready or res_r.poll(0.5) else {}
+            if stats is not None:
+                say(f"stop-and-copy done: downtime {stats.downtime_ms:.1f} ms")
+                src.mig.set_state(RUNNING)  # running again, to take the reference snapshot
+                summary.update(precopy_rounds=stats.precopy_rounds, bytes_device=stats.bytes_device,
+                               bytes_memory=stats.bytes_memory, bytes_stream=stats.bytes_stream,
+                               downtime_ms=round(stats.downtime_ms, 3))
+                summary["state_ok"] = bool(report.get("ok")) and \
+                    report.get("snapshot") == snapshot_device_state(src.mig) and report.get("uart") == uart_state(src)
+                assert src.memory is not None
+                summary["memory_ok"] = report.get("memory") == bytes(src.memory.buf)
+                summary["ok"] = summary["state_ok"] and summary["memory_ok"]
+                say(f"destination: device state {'matches' if summary['state_ok'] else 'DIFFERS'}, memory "
+                    f"{'matches' if summary['memory_ok'] else 'DIFFERS'}")
+        finally:
+            if proc.pid is not None:  # started
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            src.close()
     return summary

@@ -249,7 +249,8 @@ def test_run_demo_summary(precopy: bool) -> None:
     """The entry point for `python -m pyvfio demo migrate`: the JSON fields and a good outcome."""
     lines: list[str] = []
     summary = run_demo(precopy=precopy, dirty_rate=3, npages=32, progress=lines.append)
-    assert summary["ok"] and summary["state_ok"] and summary["memory_ok"], summary
+    assert summary["ok"] and summary["state_ok"] and summary["memory_ok"] and summary["config_ok"], summary
+    assert any("PCI config matches" in line for line in lines)
     assert summary["bytes_device"] == 60 and summary["bytes_memory"] >= 32 * 4096
     assert (summary["precopy_rounds"] > 1) == precopy
     assert summary["downtime_ms"] > 0 and any("downtime" in line for line in lines)

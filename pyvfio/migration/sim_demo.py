@@ -21,6 +21,10 @@ import os
 import socket
 from typing import Any, Optional
 
+from ..pci.access import VfioConfigRegion
+from ..pci.config import VirtualConfig
+from ..pci.state import save_state
+from ..uapi import pci_regs as R
 from ..uapi import vfio as uv
 from .device import MigrationDevice
 from .dirty import Type1DirtyTracker
@@ -28,7 +32,7 @@ from .fsm import RUNNING, state_name
 from .live import MigrationStats, device_setup, migrate_in, migrate_out, read_config, snapshot_device_state, \
     socket_transport
 
-__all__ = ["SimHost", "SimGuestMemory", "destination_main", "drain_fifo", "run_demo", "stir_uart", "uart_state"]
+__all__ = ["SimHost", "SimGuestMemory", "destination_main", "drain_fifo", "program_config", "run_demo", "stir_uart", "uart_state"]
 
 PAGE = 4096
 GUEST_IOVA = 0x100000
@@ -92,6 +96,9 @@ class SimHost:
         self.mig = MigrationDevice(k, self.fd, name=self.vdev.name)
         self.config = read_config(k, self.fd)
         self.setup = device_setup(self.mig, self.config)
+        #: The guest's view of the function's config space (BAR placement, COMMAND...): what the CONFIG
+        #: section carries, separate from the device's own data.
+        self.vconfig = VirtualConfig(VfioConfigRegion(k, self.fd))
 
     def close(self) -> None:
         self.mig.close()
@@ -113,8 +120,19 @@ class SimHost:
 
     def migrate_out(self, sock: socket.socket, **kw: Any) -> MigrationStats:
         send, recv = socket_transport(sock)
+        kw.setdefault("config_state", lambda: save_state(self.vconfig))
         return migrate_out(self.mig, send, recv, setup=self.setup, memory=self.memory, raw_config=self.config,
                            **kw)
+
+
+def program_config(host: SimHost, io_base: int = 0xC000) -> None:
+    """What a guest's firmware does to the function: place its I/O BARs, enable I/O decode, pick a line."""
+    for bar in host.vconfig.bars:
+        if bar is not None:
+            host.vconfig.config_write(bar.offset, (io_base | R.PCI_BASE_ADDRESS_SPACE_IO).to_bytes(4, "little"))
+            io_base += 0x100
+    host.vconfig.config_write(R.PCI_COMMAND, R.PCI_COMMAND_IO.to_bytes(2, "little"))
+    host.vconfig.config_write(R.PCI_INTERRUPT_LINE, b"\x0b")
 
 
 def stir_uart(host: SimHost, text: bytes = b"abc") -> None:
@@ -170,7 +188,7 @@ def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_op
         with conn:
             send, recv = socket_transport(conn)
             try:
-                image = migrate_in(host.mig, send, recv, local=host.setup, memory=host.memory)
+                image = migrate_in(host.mig, send, recv, local=host.setup, memory=host.memory, config=host.vconfig)
             except Exception as e:  # reported to the parent, which asserts on it
                 result.update(ok=False, error=f"{type(e).__name__}: {e}", state=host.mig.state,
                               snapshot=snapshot_device_state(host.mig))
@@ -179,7 +197,7 @@ def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_op
                               snapshot=snapshot_device_state(host.mig), uart=uart_state(host),
                               memory=host.memory.read(host.memory.base_iova, host.memory.size)
                               if host.memory else b"",
-                              fifo=drain_fifo(host), raw_config=image.raw_config)
+                              fifo=drain_fifo(host), raw_config=image.raw_config, config=save_state(host.vconfig))
     except Exception as e:  # before a connection existed (entering the namespace, binding): tell the parent
         result.update(ok=False, error=f"{type(e).__name__}: {e}")
         raise
@@ -213,7 +231,7 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
 
     say = progress or (lambda text: None)
     summary: dict[str, Any] = {"precopy_rounds": 0, "bytes_device": 0, "bytes_memory": 0, "bytes_stream": 0,
-                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "ok": False,
+                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "config_ok": False, "ok": False,
                                "transport": "veth-netns" if netns else "tcp-loopback"}
     with contextlib.ExitStack() as stack:
         # Set up first and torn down last: the destination process must have exited before the namespaces'
@@ -243,6 +261,7 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
         src = SimHost(npages)
         try:
             stir_uart(src)
+            program_config(src)
             src.device_dma(0, os.urandom(npages * PAGE // 2))
             say(f"source: mtty {src.vdev.name} with UART state, {npages} pages of guest memory")
             proc.start()
@@ -292,9 +311,11 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
                     report.get("snapshot") == snapshot_device_state(src.mig) and report.get("uart") == uart_state(src)
                 assert src.memory is not None
                 summary["memory_ok"] = report.get("memory") == bytes(src.memory.buf)
-                summary["ok"] = summary["state_ok"] and summary["memory_ok"]
+                summary["config_ok"] = report.get("config") == save_state(src.vconfig)
+                summary["ok"] = summary["state_ok"] and summary["memory_ok"] and summary["config_ok"]
                 say(f"destination: device state {'matches' if summary['state_ok'] else 'DIFFERS'}, memory "
-                    f"{'matches' if summary['memory_ok'] else 'DIFFERS'}")
+                    f"{'matches' if summary['memory_ok'] else 'DIFFERS'}, PCI config "
+                    f"{'matches' if summary['config_ok'] else 'DIFFERS'}")
         finally:
             if proc.pid is not None:  # started
                 proc.join(30)

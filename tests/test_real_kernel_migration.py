@@ -15,7 +15,7 @@ import socket
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -164,20 +164,28 @@ def test_stream_parse_of_real_device(mtty: Callable[[], Mtty]) -> None:
     assert len(image.device_bytes) == 60
 
 
-def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty]) -> None:
+def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty], request: pytest.FixtureRequest) -> None:
     """Source and destination in different processes, each opening its own mtty through its own descriptors.
 
     The destination is a forked child that opens the second device itself (a fresh container and
-    group), takes the stream from a socket and reports what its UART shows.  It needs a kernel both
-    processes reach: the real one, or the simulated kernel in its server process."""
+    group), takes the stream from a socket and reports what its UART shows.  Both processes must reach
+    one kernel: the real one, or the simulated kernel in a server process -- with the default
+    in-process simulated kernel (private to this process) the test starts that server for itself."""
     import json
 
     from conftest import sim_server_requested
+    from pyvfio.sim.remote import RemoteKernel
 
-    if not (real_kernel_requested() or sim_server_requested()):
-        pytest.skip("the in-process simulated kernel is private to one process: run with PYVFIO_KERNEL=real or "
-                    "sim-server (tests/test_migration_live.py migrates between two simulated machines)")
-    src = mtty()
+    own_server: Optional[RemoteKernel] = None
+    if real_kernel_requested() or sim_server_requested():
+        src = mtty()
+        socket_path = getattr(kernel, "socket_path", "")
+    else:
+        socket_path = request.getfixturevalue("sim_server").path
+        own_server = kernel = RemoteKernel(socket_path)
+        own_server.reset()
+        vsrc = kernel.add_device("mtty")
+        src = Mtty(kernel, int(vsrc.group_id), vsrc.name)
     if real_kernel_requested():
         uid = str(uuid.uuid4())
         (MTTY_TYPE / "create").write_text(uid)
@@ -203,8 +211,7 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty]) ->
                 from pyvfio.kernel import Linux
                 k: Any = Linux()
             else:
-                from pyvfio.sim.remote import RemoteKernel
-                k = RemoteKernel(kernel.socket_path)
+                k = RemoteKernel(socket_path)
             dst = Mtty(k, *target)
             send, recv = socket_transport(b)
             try:
@@ -223,6 +230,7 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty]) ->
     try:
         send, recv = socket_transport(a)
         stats = migrate_out(src.mig, send, recv, setup=setup)
+        src_state = src.mig.state
         with os.fdopen(report_r, "rb") as f:
             report = json.loads(f.read() or b"{}")
     finally:
@@ -230,7 +238,13 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty]) ->
         _, status = os.waitpid(pid, 0)
         if real_kernel_requested():
             (dev / "remove").write_text("1")
+        if own_server is not None:
+            src.close()
+            left = own_server.stats()["files"]
+            own_server.reset()
+            own_server.shutdown()
+            assert left == 0, f"{left} files left open in the simulated kernel server"
     assert os.waitstatus_to_exitcode(status) == 0 and "error" not in report, report
     assert report["pid"] != os.getpid() and report["state"] == RUNNING
     assert (report["scr"], report["lcr"], bytes(report["rx"])) == (0xA5, 0x1B, b"ok")
-    assert stats.ok and stats.bytes_device == 60 and src.mig.state == STOP
+    assert stats.ok and stats.bytes_device == 60 and src_state == STOP

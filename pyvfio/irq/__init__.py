@@ -9,6 +9,10 @@ handler.  One module per link:
 ``vfio_irqs``
     ``VFIO_DEVICE_SET_IRQS`` forms, and INTx / MSI / MSI-X controllers with
     QEMU's policy (MSI-X growth, per-vector mask emulation with a PBA).
+``config_wiring``
+    the listener that turns a guest's MSI / MSI-X / INTx programming in a
+    :class:`~pyvfio.pci.config.VirtualConfig` (or a restored config state)
+    into those controllers' calls.
 ``kvm``
     a small KVM VM (irqchip, vCPUs that never run, routes, irqfds, LAPIC and
     IOAPIC state) -- real ``/dev/kvm`` only.

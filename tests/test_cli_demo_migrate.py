@@ -15,7 +15,8 @@ def test_demo_migrate_json_line(capsys: pytest.CaptureFixture[str], precopy: str
     out = capsys.readouterr().out.splitlines()
     result = json.loads(out[-1])
     assert code == 0
-    assert result["state_ok"] is True and result["memory_ok"] is True and result["config_ok"] is True
+    assert result["state_ok"] is True and result["memory_ok"] is True and result["config_ok"] is True \
+        and result["irq_ok"] is True
     assert result["bytes_device"] > 0 and result["bytes_memory"] >= 16 * 4096
     assert (result["precopy_rounds"] > 0) == (precopy == "--precopy")
     assert result["downtime_ms"] > 0

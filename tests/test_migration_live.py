@@ -249,7 +249,8 @@ def test_run_demo_summary(precopy: bool) -> None:
     """The entry point for `python -m pyvfio demo migrate`: the JSON fields and a good outcome."""
     lines: list[str] = []
     summary = run_demo(precopy=precopy, dirty_rate=3, npages=32, progress=lines.append)
-    assert summary["ok"] and summary["state_ok"] and summary["memory_ok"] and summary["config_ok"], summary
+    assert summary["ok"] and summary["state_ok"] and summary["memory_ok"] and summary["config_ok"] \
+        and summary["irq_ok"], summary
     assert any("PCI config matches" in line for line in lines)
     assert summary["bytes_device"] == 60 and summary["bytes_memory"] >= 32 * 4096
     assert (summary["precopy_rounds"] > 1) == precopy
@@ -415,3 +416,22 @@ def test_unchecked_data_stream_migrates_and_is_flagged() -> None:
     assert uart_state(dst) == uart_state(src)
     for h in (src, dst):
         h.close()
+
+
+def test_destination_interrupts_come_from_the_migrated_uart_state() -> None:
+    """irq_ok is not free: a fresh mtty (IER 0) stays silent on the wired INTx, the stirred one interrupts."""
+    from pyvfio.migration.sim_demo import drain_fifo
+
+    for stirred, want in ((False, 0), (True, 1)):
+        host = SimHost(npages=0)
+        intx = host.wire_interrupts()
+        if stirred:
+            stir_uart(host)
+            drain_fifo(host)
+            host.handlers.dispatch(0.1)
+            intx.eoi()
+            intx.interrupts = 0
+        host.uart_write(0, ord("!"))
+        host.handlers.dispatch(0.2 if want else 0.05)
+        assert intx.interrupts == want, stirred
+        host.close()

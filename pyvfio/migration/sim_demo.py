@@ -21,6 +21,9 @@ import os
 import socket
 from typing import Any, Optional
 
+from ..irq.config_wiring import ConfigInterruptWiring
+from ..irq.eventfd import FdHandlers
+from ..irq.vfio_irqs import IntxController, VfioIrqs
 from ..pci.access import VfioConfigRegion
 from ..pci.config import VirtualConfig
 from ..pci.state import save_state
@@ -99,8 +102,23 @@ class SimHost:
         #: The guest's view of the function's config space (BAR placement, COMMAND...): what the CONFIG
         #: section carries, separate from the device's own data.
         self.vconfig = VirtualConfig(VfioConfigRegion(k, self.fd))
+        self.wiring: Optional[ConfigInterruptWiring] = None
+
+    def wire_interrupts(self) -> IntxController:
+        """The VMM's interrupt side: INTx wired for as long as the guest's config allows it.
+
+        A destination wires before the stream arrives, as a VMM does when it creates the device; the
+        restored config then keeps (or changes) what is wired through the same events a guest's writes
+        cause, so interrupts work on the destination without a step of their own."""
+        self.handlers = FdHandlers()
+        intx = IntxController(VfioIrqs(VfioConfigRegion(self.kernel, self.fd)), self.handlers)
+        self.wiring = ConfigInterruptWiring(self.vconfig, intx=intx)
+        self.wiring.sync()
+        return intx
 
     def close(self) -> None:
+        if self.wiring is not None:
+            self.wiring.close()
         self.mig.close()
         if self.memory is not None:
             self.memory.close()
@@ -142,6 +160,7 @@ def stir_uart(host: SimHost, text: bytes = b"abc") -> None:
     host.uart_write(0, 0x0C)
     host.uart_write(1, 0x00)
     host.uart_write(3, 0x03)
+    host.uart_write(1, 0x01)  # IER: interrupt when received data reaches the trigger level
     host.uart_write(2, 0x07)
     for ch in text:
         host.uart_write(0, ch)
@@ -172,6 +191,7 @@ def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_op
     parent learns why no port came instead of waiting for one.
     """
     host = SimHost(npages, **(mtty_options or {}))
+    intx = host.wire_interrupts()
     srv: Optional[socket.socket] = None
     result: dict[str, Any] = {}
     try:
@@ -198,6 +218,11 @@ def destination_main(port_conn: Any, result_conn: Any, npages: int = 16, mtty_op
                               memory=host.memory.read(host.memory.base_iova, host.memory.size)
                               if host.memory else b"",
                               fifo=drain_fifo(host), raw_config=image.raw_config, config=save_state(host.vconfig))
+                # The guest on this side sends one byte: with the migrated IER and an empty FIFO it reaches
+                # the trigger level, so the device interrupts -- through this process's INTx eventfd.
+                host.uart_write(0, ord("!"))
+                host.handlers.dispatch(5.0)
+                result["irq"] = intx.interrupts
     except Exception as e:  # before a connection existed (entering the namespace, binding): tell the parent
         result.update(ok=False, error=f"{type(e).__name__}: {e}")
         raise
@@ -231,7 +256,7 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
 
     say = progress or (lambda text: None)
     summary: dict[str, Any] = {"precopy_rounds": 0, "bytes_device": 0, "bytes_memory": 0, "bytes_stream": 0,
-                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "config_ok": False, "ok": False,
+                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "config_ok": False, "irq_ok": False, "ok": False,
                                "transport": "veth-netns" if netns else "tcp-loopback"}
     with contextlib.ExitStack() as stack:
         # Set up first and torn down last: the destination process must have exited before the namespaces'
@@ -312,10 +337,13 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
                 assert src.memory is not None
                 summary["memory_ok"] = report.get("memory") == bytes(src.memory.buf)
                 summary["config_ok"] = report.get("config") == save_state(src.vconfig)
-                summary["ok"] = summary["state_ok"] and summary["memory_ok"] and summary["config_ok"]
+                summary["irq_ok"] = report.get("irq", 0) >= 1
+                summary["ok"] = summary["state_ok"] and summary["memory_ok"] and summary["config_ok"] \
+                    and summary["irq_ok"]
                 say(f"destination: device state {'matches' if summary['state_ok'] else 'DIFFERS'}, memory "
                     f"{'matches' if summary['memory_ok'] else 'DIFFERS'}, PCI config "
-                    f"{'matches' if summary['config_ok'] else 'DIFFERS'}")
+                    f"{'matches' if summary['config_ok'] else 'DIFFERS'}; its INTx "
+                    f"{'interrupted' if summary['irq_ok'] else 'DID NOT interrupt'} the destination")
         finally:
             if proc.pid is not None:  # started
                 proc.join(30)

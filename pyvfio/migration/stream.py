@@ -62,7 +62,8 @@ from ..pci.state import decode as decode_config_state
 from .device import MigrationError
 
 __all__ = [
-    "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "FLAG_DATA_UNCHECKED", "MARKER_BASE", "OPTIONAL", "Section", "Setup", "MigrationImage",
+    "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "FLAG_DATA_UNCHECKED", "MARKER_BASE", "OPTIONAL", "Section", "Setup",
+    "MigrationImage",
     "StreamError", "TruncatedStream", "CorruptStream", "IncompatibleStream", "StreamWriter", "StreamReader",
     "parse_stream", "marker",
 ]
@@ -99,6 +100,13 @@ class Section(enum.IntEnum):
 
 def marker(kind: int) -> int:
     return MARKER_BASE | kind
+
+
+def _section_crc(kind: int, head: bytes, payload: bytes, data_unchecked: bool) -> int:
+    """The CRC a section carries: over its marker, length and payload -- minus a DATA payload when unchecked."""
+    if data_unchecked and kind == Section.DATA:
+        return zlib.crc32(head)
+    return zlib.crc32(payload, zlib.crc32(head))
 
 
 class StreamError(MigrationError):
@@ -220,9 +228,7 @@ class StreamWriter:
     def frame(self, kind: int, payload: bytes) -> tuple[bytes, bytes]:
         """(marker + length, checksum) around ``payload``: what :meth:`section` writes."""
         head = _SECTION.pack(marker(kind), len(payload))
-        if kind == Section.DATA and not self.data_checksum:
-            return head, _CRC.pack(zlib.crc32(head))
-        return head, _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+        return head, _CRC.pack(_section_crc(kind, head, payload, not self.data_checksum))
 
     def section(self, kind: int, payload: bytes = b"") -> None:
         head, crc = self.frame(kind, payload)
@@ -336,9 +342,7 @@ class StreamReader:
             raise CorruptStream(f"section {mark & 0xFFFF:#06x} claims {length} bytes (limit {MAX_SECTION})")
         payload = self._need(length, f"section {mark & 0xFFFF:#06x}")
         (crc,) = _CRC.unpack(self._need(_CRC.size, "a section checksum"))
-        covered = zlib.crc32(head) if self.data_unchecked and mark & 0xFFFF == Section.DATA \
-            else zlib.crc32(payload, zlib.crc32(head))
-        if covered != crc:
+        if _section_crc(mark & 0xFFFF, head, payload, self.data_unchecked) != crc:
             raise CorruptStream(f"checksum mismatch in section {mark & 0xFFFF:#06x} ({length} bytes)")
         return mark & 0xFFFF, payload
 

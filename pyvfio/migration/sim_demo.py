@@ -35,7 +35,8 @@ from .fsm import RUNNING, state_name
 from .live import MigrationStats, device_setup, migrate_in, migrate_out, read_config, snapshot_device_state, \
     socket_transport
 
-__all__ = ["SimHost", "SimGuestMemory", "destination_main", "drain_fifo", "program_config", "run_demo", "stir_uart", "uart_state"]
+__all__ = ["SimHost", "SimGuestMemory", "destination_main", "drain_fifo", "program_config", "run_demo", "stir_uart",
+           "uart_state"]
 
 PAGE = 4096
 GUEST_IOVA = 0x100000
@@ -101,7 +102,9 @@ class SimHost:
         self.setup = device_setup(self.mig, self.config)
         #: The guest's view of the function's config space (BAR placement, COMMAND...): what the CONFIG
         #: section carries, separate from the device's own data.
-        self.vconfig = VirtualConfig(VfioConfigRegion(k, self.fd))
+        self.region = VfioConfigRegion(k, self.fd)
+        self.vconfig = VirtualConfig(self.region)
+        self.handlers = FdHandlers()
         self.wiring: Optional[ConfigInterruptWiring] = None
 
     def wire_interrupts(self) -> IntxController:
@@ -110,8 +113,7 @@ class SimHost:
         A destination wires before the stream arrives, as a VMM does when it creates the device; the
         restored config then keeps (or changes) what is wired through the same events a guest's writes
         cause, so interrupts work on the destination without a step of their own."""
-        self.handlers = FdHandlers()
-        intx = IntxController(VfioIrqs(VfioConfigRegion(self.kernel, self.fd)), self.handlers)
+        intx = IntxController(VfioIrqs(self.region), self.handlers)
         self.wiring = ConfigInterruptWiring(self.vconfig, intx=intx)
         self.wiring.sync()
         return intx
@@ -256,7 +258,8 @@ def run_demo(*, precopy: bool = True, dirty_rate: int = 2, npages: int = 64, rou
 
     say = progress or (lambda text: None)
     summary: dict[str, Any] = {"precopy_rounds": 0, "bytes_device": 0, "bytes_memory": 0, "bytes_stream": 0,
-                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "config_ok": False, "irq_ok": False, "ok": False,
+                               "downtime_ms": 0.0, "state_ok": False, "memory_ok": False, "config_ok": False,
+                               "irq_ok": False, "ok": False,
                                "transport": "veth-netns" if netns else "tcp-loopback"}
     with contextlib.ExitStack() as stack:
         # Set up first and torn down last: the destination process must have exited before the namespaces'

@@ -53,6 +53,19 @@ class Mtty:
             self.k.close(fd)
 
 
+def new_mtty(kernel: Any) -> tuple[int, str, Optional[Path]]:
+    """Create (not open) an mtty: its group, its name, and the sysfs mdev to remove afterwards (real kernel)."""
+    if real_kernel_requested():
+        if not MTTY_TYPE.is_dir():
+            pytest.skip("no mtty parent device (mtty.ko not loaded): the VM lane loads it")
+        uid = str(uuid.uuid4())
+        (MTTY_TYPE / "create").write_text(uid)
+        dev = Path("/sys/bus/mdev/devices") / uid
+        return int(os.path.basename(os.readlink(dev / "iommu_group"))), uid, dev
+    vdev = kernel.add_device("mtty")
+    return int(vdev.group_id), vdev.name, None
+
+
 @pytest.fixture
 def mtty(kernel: Any) -> Iterator[Callable[[], Mtty]]:
     """A factory of opened mtty devices (one port each)."""
@@ -60,18 +73,10 @@ def mtty(kernel: Any) -> Iterator[Callable[[], Mtty]]:
     mdevs: list[Path] = []
 
     def make() -> Mtty:
-        if real_kernel_requested():
-            if not MTTY_TYPE.is_dir():
-                pytest.skip("no mtty parent device (mtty.ko not loaded): the VM lane loads it")
-            uid = str(uuid.uuid4())
-            (MTTY_TYPE / "create").write_text(uid)
-            dev = Path("/sys/bus/mdev/devices") / uid
+        group, name, dev = new_mtty(kernel)
+        if dev is not None:
             mdevs.append(dev)
-            group = int(os.path.basename(os.readlink(dev / "iommu_group")))
-            m = Mtty(kernel, group, uid)
-        else:
-            vdev = kernel.add_device("mtty")
-            m = Mtty(kernel, int(vdev.group_id), vdev.name)
+        m = Mtty(kernel, group, name)
         made.append(m)
         return m
 
@@ -184,16 +189,8 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty], re
         socket_path = request.getfixturevalue("sim_server").path
         own_server = kernel = RemoteKernel(socket_path)
         own_server.reset()
-        vsrc = kernel.add_device("mtty")
-        src = Mtty(kernel, int(vsrc.group_id), vsrc.name)
-    if real_kernel_requested():
-        uid = str(uuid.uuid4())
-        (MTTY_TYPE / "create").write_text(uid)
-        dev = Path("/sys/bus/mdev/devices") / uid
-        target = (int(os.path.basename(os.readlink(dev / "iommu_group"))), uid)
-    else:
-        vdev = kernel.add_device("mtty")
-        target = (int(vdev.group_id), vdev.name)
+        src = Mtty(kernel, *new_mtty(kernel)[:2])
+    dst_group, dst_name, dst_mdev = new_mtty(kernel)
     src.uart_write(7, 0xA5)
     src.uart_write(3, 0x1B)
     for ch in b"ok":
@@ -212,7 +209,7 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty], re
                 k: Any = Linux()
             else:
                 k = RemoteKernel(socket_path)
-            dst = Mtty(k, *target)
+            dst = Mtty(k, dst_group, dst_name)
             send, recv = socket_transport(b)
             try:
                 migrate_in(dst.mig, send, recv, local=device_setup(dst.mig, read_config(k, dst.fd)))
@@ -236,8 +233,8 @@ def test_migrate_between_two_processes(kernel: Any, mtty: Callable[[], Mtty], re
     finally:
         a.close()
         _, status = os.waitpid(pid, 0)
-        if real_kernel_requested():
-            (dev / "remove").write_text("1")
+        if dst_mdev is not None:
+            (dst_mdev / "remove").write_text("1")
         if own_server is not None:
             src.close()
             left = own_server.stats()["files"]

@@ -43,7 +43,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..pci.events import ConfigEvent
-from ..pci.events import MsiMessage as ConfigMessage
 from ..uapi import pci_regs as R
 from .kvm import MsiMessage
 from .vfio_irqs import IntxController, MsiController, MsixController
@@ -54,11 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["ConfigInterruptWiring"]
 
 log = logging.getLogger("pyvfio.irq.config_wiring")
-
-
-def _message(msg: ConfigMessage) -> MsiMessage:
-    """The config layer and the interrupt layer each have their own message type: convert."""
-    return MsiMessage(msg.address, msg.data)
 
 
 class ConfigInterruptWiring:
@@ -135,7 +129,7 @@ class ConfigInterruptWiring:
     def _msi_messages(self) -> list[MsiMessage]:
         cap = self.vc.msi
         assert cap is not None
-        return [_message(cap.message(v)) for v in range(cap.vectors)]
+        return [cap.message(v) for v in range(cap.vectors)]
 
     def _msi_enable(self) -> None:
         """(Re-)enable MSI with the guest's vectors; a restore may announce an enable that is already on."""
@@ -193,7 +187,7 @@ class ConfigInterruptWiring:
         cap, ctl = self.vc.msix, self.msix
         assert cap is not None and ctl is not None
         for nr in range(cap.entries):
-            ctl.set_message(nr, _message(cap.message(nr)))
+            ctl.set_message(nr, cap.message(nr))
             if cap.is_masked(nr):
                 ctl.mask(nr)
             else:
@@ -238,7 +232,7 @@ class ConfigInterruptWiring:
         """Use entry ``nr`` with the guest's current message; undo the vector if SET_IRQS refuses it."""
         cap, ctl = self.vc.msix, self.msix
         assert cap is not None and ctl is not None
-        ctl.set_message(nr, _message(cap.message(nr)))
+        ctl.set_message(nr, cap.message(nr))
         try:
             ctl.unmask(nr)
         except OSError:
@@ -279,7 +273,7 @@ class ConfigInterruptWiring:
         assert cap is not None and ctl is not None
         for nr in range(cap.entries):
             if cap.is_masked(nr):
-                ctl.set_message(nr, _message(cap.message(nr)))
+                ctl.set_message(nr, cap.message(nr))
                 ctl.mask(nr)
             else:
                 self._msix_unmask(nr)

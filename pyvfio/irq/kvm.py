@@ -35,11 +35,11 @@ import errno
 import os
 import struct
 import time
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from ..errors import VfioError
 from ..kernel.linux import Linux
+from ..pci.events import MsiMessage
 from ..uapi import kvm as uk
 from ..uapi.struct import alloc_flex, flex_array, struct_bytes
 
@@ -60,11 +60,8 @@ APIC_TMR = 0x180
 APIC_IRR = 0x200
 APIC_SPIV_APIC_ENABLED = 1 << 8
 
-# x86 MSI message format: address 0xFEE00000 | dest_id << 12 | dest_mode << 2; data: vector,
-# delivery mode << 8, trigger mode << 15.
-MSI_ADDR_BASE = 0xFEE00000
-MSI_ADDR_DEST_ID_SHIFT = 12
-MSI_ADDR_DEST_MODE_LOGICAL = 1 << 2
+# x86 MSI data bits (the address bits and the message type live in pyvfio.pci.events, shared with the
+# config space that holds the messages): trigger mode << 15, level << 14.
 MSI_DATA_TRIGGER_LEVEL = 1 << 15
 MSI_DATA_LEVEL_ASSERT = 1 << 14
 
@@ -109,40 +106,6 @@ def kvm_unavailable(path: str = KVM_PATH) -> Optional[str]:
 
 
 # -- MSI messages and routing entries ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class MsiMessage:
-    """An MSI message as the device writes it: 64-bit address and 32-bit data.
-
-    :meth:`for_vector` builds the x86 form: fixed delivery of ``vector`` to
-    APIC ``dest_id`` (physical destination mode, edge-triggered).
-    """
-
-    address: int
-    data: int
-
-    @classmethod
-    def for_vector(cls, vector: int, dest_id: int = 0, *, logical: bool = False) -> "MsiMessage":
-        if not 16 <= vector <= 255:
-            raise ValueError(f"MSI vector {vector} outside 16..255 (0-15 are reserved on x86)")
-        if not 0 <= dest_id <= 255:
-            raise ValueError(f"xAPIC destination id {dest_id} outside 0..255")
-        address = MSI_ADDR_BASE | (dest_id << MSI_ADDR_DEST_ID_SHIFT)
-        if logical:
-            address |= MSI_ADDR_DEST_MODE_LOGICAL
-        return cls(address, vector)
-
-    @property
-    def vector(self) -> int:
-        return self.data & 0xFF
-
-    @property
-    def dest_id(self) -> int:
-        return (self.address >> MSI_ADDR_DEST_ID_SHIFT) & 0xFF
-
-    def __repr__(self) -> str:
-        return f"MsiMessage(address={self.address:#x}, data={self.data:#x})"
-
 
 def msi_route(gsi: int, msg: MsiMessage) -> uk.kvm_irq_routing_entry:
     """A ``KVM_IRQ_ROUTING_MSI`` entry sending ``gsi`` to ``msg``."""

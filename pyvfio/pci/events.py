@@ -12,12 +12,46 @@ import dataclasses
 from typing import Callable, Optional
 
 
+# x86 MSI message format: address 0xFEE00000 | dest_id << 12 | dest_mode << 2; data: vector,
+# delivery mode << 8, trigger mode << 15.
+MSI_ADDR_BASE = 0xFEE00000
+MSI_ADDR_DEST_ID_SHIFT = 12
+MSI_ADDR_DEST_MODE_LOGICAL = 1 << 2
+
+
 @dataclasses.dataclass(frozen=True)
 class MsiMessage:
-    """One MSI/MSI-X message: the write a function performs to signal a vector."""
+    """One MSI/MSI-X message: the write a function performs to signal a vector (64-bit address, 32-bit data).
+
+    One type from the config space that holds it to the interrupt layer and the KVM route that deliver
+    it.  :meth:`for_vector` builds the x86 form: fixed delivery of ``vector`` to APIC ``dest_id``
+    (physical destination mode, edge-triggered).
+    """
 
     address: int
     data: int
+
+    @classmethod
+    def for_vector(cls, vector: int, dest_id: int = 0, *, logical: bool = False) -> "MsiMessage":
+        if not 16 <= vector <= 255:
+            raise ValueError(f"MSI vector {vector} outside 16..255 (0-15 are reserved on x86)")
+        if not 0 <= dest_id <= 255:
+            raise ValueError(f"xAPIC destination id {dest_id} outside 0..255")
+        address = MSI_ADDR_BASE | (dest_id << MSI_ADDR_DEST_ID_SHIFT)
+        if logical:
+            address |= MSI_ADDR_DEST_MODE_LOGICAL
+        return cls(address, vector)
+
+    @property
+    def vector(self) -> int:
+        return self.data & 0xFF
+
+    @property
+    def dest_id(self) -> int:
+        return (self.address >> MSI_ADDR_DEST_ID_SHIFT) & 0xFF
+
+    def __repr__(self) -> str:
+        return f"MsiMessage(address={self.address:#x}, data={self.data:#x})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -116,14 +116,24 @@ def test_destination_dies_source_keeps_running() -> None:
     src.close()
 
 
-def migrate_in_thread(dst: SimHost, sock: socket.socket) -> dict[str, Any]:
-    """Run the destination side in a thread (same process, its own simulated kernel)."""
+def migrate_in_thread(dst: SimHost, sock: socket.socket, *, config: Any = None,
+                      seen: Optional[list[bytes]] = None) -> dict[str, Any]:
+    """Run the destination side in a thread (same process, its own simulated kernel).
+
+    ``config`` is the destination's VirtualConfig; ``seen`` collects the bytes it received."""
     box: dict[str, Any] = {}
 
     def run() -> None:
         send, recv = socket_transport(sock)
+
+        def recv_seen(n: int) -> bytes:
+            data = recv(n)
+            if seen is not None:
+                seen.append(data)
+            return data
+
         try:
-            box["image"] = migrate_in(dst.mig, send, recv, local=dst.setup, memory=dst.memory)
+            box["image"] = migrate_in(dst.mig, send, recv_seen, local=dst.setup, memory=dst.memory, config=config)
         except Exception as e:
             box["error"] = e
         finally:
@@ -279,52 +289,20 @@ def test_pump_reader_error_propagates_and_source_recovers() -> None:
     src.close()
 
 
-class RawConfig:
-    """config_read/config_write over the device's config region (what VirtualConfig sits on)."""
-
-    def __init__(self, host: SimHost) -> None:
-        import ctypes
-
-        from pyvfio.uapi import vfio as uv
-        info = uv.vfio_region_info(argsz=ctypes.sizeof(uv.vfio_region_info), index=uv.VFIO_PCI_CONFIG_REGION_INDEX)
-        host.kernel.ioctl(host.fd, uv.VFIO_DEVICE_GET_REGION_INFO, info)
-        self.host, self.base = host, int(info.offset)
-
-    def config_read(self, offset: int, size: int) -> bytes:
-        return bytes(self.host.kernel.pread(self.host.fd, size, self.base + offset))
-
-    def config_write(self, offset: int, data: bytes) -> int:
-        return int(self.host.kernel.pwrite(self.host.fd, data, self.base + offset))
-
-
 def test_config_section_restored_into_destination_virtual_config() -> None:
     """The CONFIG section carries pyvfio.pci.state; the destination's VirtualConfig ends identical."""
-    from pyvfio.pci.config import VirtualConfig
+    from pyvfio.migration.sim_demo import program_config
     from pyvfio.pci.state import save_state
     src, dst = SimHost(npages=0), SimHost(npages=0)
-    src_vc, dst_vc = VirtualConfig(RawConfig(src)), VirtualConfig(RawConfig(dst))
-    src_vc.config_write(0x10, (0xC000 | 1).to_bytes(4, "little"))  # BAR0 (I/O) placed by the guest
-    src_vc.config_write(0x04, (0x0001).to_bytes(2, "little"))      # COMMAND: I/O decode
-    src_vc.config_write(0x3C, b"\x0b")                             # interrupt line
+    src_vc, dst_vc = src.vconfig, dst.vconfig
+    program_config(src)  # BAR0 (I/O) placed by the guest, COMMAND I/O decode, interrupt line
     assert save_state(src_vc) != save_state(dst_vc)
     a, b = socket.socketpair()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        send, recv = socket_transport(b)
-        try:
-            box["image"] = migrate_in(dst.mig, send, recv, local=dst.setup, config=dst_vc)
-        except Exception as e:
-            box["error"] = e
-        finally:
-            b.close()
-
-    t = threading.Thread(target=run)
-    t.start()
+    box = migrate_in_thread(dst, b, config=dst_vc)
     send, recv = socket_transport(a)
     migrate_out(src.mig, send, recv, setup=src.setup, config_state=lambda: save_state(src_vc))
     a.close()
-    t.join(10)
+    box["thread"].join(10)
     assert "error" not in box, box
     assert save_state(dst_vc) == save_state(src_vc)
     # and a destination without a VirtualConfig refuses such a stream before touching its device
@@ -386,29 +364,11 @@ def test_unchecked_data_stream_migrates_and_is_flagged() -> None:
     stir_uart(src)
     parts: list[bytes] = []
     a, b = socket.socketpair()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        send, recv = socket_transport(b)
-
-        def tee(n: int) -> bytes:
-            data = recv(n)
-            parts.append(data)
-            return data
-
-        try:
-            box["image"] = migrate_in(dst.mig, send, tee, local=dst.setup)
-        except Exception as e:
-            box["error"] = e
-        finally:
-            b.close()
-
-    t = threading.Thread(target=run)
-    t.start()
+    box = migrate_in_thread(dst, b, seen=parts)
     send, recv = socket_transport(a)
     migrate_out(src.mig, send, recv, setup=src.setup, data_checksum=False)
     a.close()
-    t.join(10)
+    box["thread"].join(10)
     assert "error" not in box, box
     assert struct.unpack(">HHI", b"".join(parts)[8:16]) == (1, 1, 1)
     src.mig.set_state(RUNNING)

@@ -165,6 +165,9 @@ def enter(path: str) -> None:
         os.close(fd)
 
 
+_NO_IP = "no `ip` command (iproute2) in PATH, /usr/sbin or /sbin"
+
+
 def find_ip() -> Optional[str]:
     """iproute2's ``ip``: sbin directories are searched too because a non-login root PATH may omit them."""
     return shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip") if os.access(p, os.X_OK)), None)
@@ -257,7 +260,7 @@ def veth_pair(network: str = DEFAULT_NETWORK, ifnames: tuple[str, str] = ("veth-
             raise ValueError(f"{name!r} is not a valid interface name (1-15 bytes, no '/' or spaces)")
     ip = ip or find_ip()
     if ip is None:
-        raise NetnsError("no `ip` command (iproute2) in PATH, /usr/sbin or /sbin")
+        raise NetnsError(_NO_IP)
     a_if, b_if = ifnames
     with contextlib.ExitStack() as stack:
         a = NetNamespace.create()
@@ -301,7 +304,7 @@ def netns_available(ip: Optional[str] = None) -> Optional[str]:
         return "creating network namespaces needs CAP_SYS_ADMIN (run as root, outside a restricted container)"
     ip = ip or find_ip()
     if ip is None:
-        return "no `ip` command (iproute2) in PATH, /usr/sbin or /sbin"
+        return _NO_IP
     try:
         probe = NetNamespace.create()
     except OSError as e:
